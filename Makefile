@@ -1,0 +1,53 @@
+# Every target installs what it needs first, and does nothing the second time.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+APT_PACKAGES := chromium fonts-noto-cjk xvfb xauth
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: system-packages install demo test bench chaos lint sandbox clean
+
+install: $(STAMP) system-packages
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(VENV)/bin/python
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+# Debian's Chromium (Playwright cannot download its own here), CJK fonts for readable
+# Japanese screenshots, Xvfb for headed runs. apt-get runs only when something is missing.
+system-packages:
+	@missing=""; for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "Installing Debian packages:$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+
+demo: install
+	$(BIN)/kuroko demo
+
+test: install
+	$(BIN)/pytest
+
+bench: install
+	$(BIN)/python -m bench
+
+chaos: install
+	$(BIN)/pytest -m chaos_full tests/test_crash_safety.py
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+sandbox: install
+	$(BIN)/kuroko sandbox
+
+clean:
+	rm -rf $(VENV) test-results data

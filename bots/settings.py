@@ -1,0 +1,105 @@
+"""Kuroko's configuration: one model, read from ``KUROKO_*`` environment variables and ``.env``.
+
+Secrets are ``SecretStr``: they print as ``**********`` and reach a client only through
+``get_secret_value()`` at the point of use.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="KUROKO_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    # --- where the systems are -------------------------------------------------------------
+    boss_url: str = "http://127.0.0.1:8101"
+    rms_url: str = "http://127.0.0.1:8102"
+    zendesk_url: str = "http://127.0.0.1:8103"
+    spapi_url: str = "http://127.0.0.1:8104"
+    lwa_url: str = "http://127.0.0.1:8104"
+    """Login with Amazon token endpoint's origin (the sandbox serves it beside SP-API)."""
+    clock_url: str | None = "http://127.0.0.1:8100/admin/clock"
+    """Where the shared clock is read. Unset (empty) means the machine's own clock."""
+
+    # --- credentials -------------------------------------------------------------------------
+    boss_user: str = "boss-demo"
+    boss_password: SecretStr = SecretStr("boss-demo-password")
+    rms_user: str = "rms-demo"
+    rms_password: SecretStr = SecretStr("rms-demo-password")
+    zendesk_email: str = "robot@kuroko.example"
+    zendesk_token: SecretStr = SecretStr("zendesk-demo-token")
+    lwa_client_id: str = "amzn1.application-oa2-client.kuroko-demo"
+    lwa_client_secret: SecretStr = SecretStr("lwa-demo-client-secret")
+    spapi_refresh_token: SecretStr = SecretStr("Atzr|kuroko-demo-refresh-token")
+    marketplace_id: str = "A1VC38T7YXB528"
+    """Amazon.co.jp."""
+
+    # --- the browser -------------------------------------------------------------------------
+    browser_path: Path = Path("/usr/bin/chromium")
+    headless: bool = True
+    slow_mo_ms: int = 0
+    navigation_timeout_ms: int = 15_000
+
+    # --- where things are kept ---------------------------------------------------------------
+    data_dir: Path = Path("data")
+    ledger_url: str | None = None
+    """Any SQLAlchemy URL; default is a SQLite file in the data directory."""
+    timezone: str = "Asia/Tokyo"
+
+    # --- business rules ----------------------------------------------------------------------
+    confirmation_wait_minutes: int = 30
+    """How long an order may sit in `Confirmation to be` before it means 'no RSL stock'."""
+    boss_missing_wait_minutes: int = 120
+    """How long an order may be missing from the BOSS list before a person is asked."""
+    slow_delivery_days: int = 2
+    """MCF deliveries promised later than this many days @mention the Japan-office staff member."""
+    japan_office_staff: str = "Japan Office"
+    """Name of the Zendesk user @mentioned on slow deliveries."""
+    hold_tag: str = "kuroko_hold"
+    shipping_mail_rule: str = "JM"
+    """`JM`, `JS`, or `by-carrier` (Japan Post carriers get JM, the others JS)."""
+    carrier_map: dict[str, str] = Field(
+        default_factory=lambda: {
+            "JPPOST": "日本郵便",
+            "JP_POST": "日本郵便",
+            "YAMATO": "ヤマト運輸",
+            "SAGAWA": "佐川急便",
+            "AMZL": "その他",
+            "AMAZON": "その他",
+        }
+    )
+    """Amazon carrier code → RMS shipping company (RMS offers a fixed list)."""
+    max_attempts: int = 4
+    retry_base_seconds: float = 60.0
+    max_consecutive_errors: int = 5
+
+    def ledger_database_url(self) -> str:
+        if self.ledger_url:
+            return self.ledger_url
+        return f"sqlite:///{(self.data_dir / 'ledger.sqlite').resolve()}"
+
+    def secret_values(self) -> list[str]:
+        """Every configured secret, for redaction."""
+        values = [
+            v.get_secret_value()
+            for v in (
+                self.boss_password,
+                self.rms_password,
+                self.zendesk_token,
+                self.lwa_client_secret,
+                self.spapi_refresh_token,
+            )
+        ]
+        return [v for v in values if v]
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,3 @@
+from sandbox.server import main
+
+main()

@@ -1,0 +1,104 @@
+"""Seeded, deterministic days of orders (``--scenario NAME --seed N [--orders N]``).
+
+``day`` is a realistic mixed morning: orders arrive over about three hours, some with RSL stock,
+most without; some to remote prefectures (MCF slower than two days), some for the voice SIM that
+FBA does not stock (office shipment), some eSIM or mixed, a few BOSS never lists, a few
+Rakuten mails with the order number missing, some order mails that arrive twice.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from datetime import timedelta
+
+from sandbox.catalog import ESIM_SKUS
+from sandbox.world import ORDER_DETAILS_SUBJECT, RAKUTEN_SENDER, World
+
+FBA_STOCK = {"SIM-DATA-30D-20GB": 5000, "SIM-DATA-90D-50GB": 5000, "SIM-VOICE-30D": 0}
+MCF_SKUS = ["SIM-DATA-30D-20GB", "SIM-DATA-90D-50GB"]
+OFFICE_SKU = "SIM-VOICE-30D"
+
+KINDS: list[tuple[str, float]] = [
+    ("in_stock", 0.40),
+    ("mcf", 0.22),
+    ("mcf_slow", 0.08),
+    ("office", 0.07),
+    ("esim", 0.06),
+    ("mixed", 0.03),
+    ("missing_in_boss", 0.03),
+    ("unreadable", 0.03),
+    ("duplicate_mail", 0.08),
+]
+
+
+def _place(world: World, rng: random.Random, kind: str) -> str:
+    """Place one order of ``kind``; returns its order number (or the ticket id for unreadable)."""
+    if kind == "unreadable":
+        ticket = world.zendesk.receive_mail(
+            subject=ORDER_DETAILS_SUBJECT,
+            body="ご注文ありがとうございます。\n[受注番号] （表示できませんでした）\n詳細は購入履歴をご確認ください。",
+            sender=RAKUTEN_SENDER,
+        )
+        return f"ticket:{ticket.id}"
+    if kind == "in_stock":
+        sku = rng.choice(MCF_SKUS + [OFFICE_SKU])
+        world.rsl_stock[sku] = world.rsl_stock.get(sku, 0) + 1
+        return world.place_order([sku]).order_number
+    # Every other kind is an order RSL has no stock for.
+    if kind in ("mcf", "duplicate_mail", "missing_in_boss"):
+        skus = {rng.choice(MCF_SKUS): rng.choice([1, 1, 1, 2])}
+    elif kind == "mcf_slow":
+        skus = {rng.choice(MCF_SKUS): 1}
+    elif kind == "office":
+        skus = {OFFICE_SKU: 1}
+    elif kind == "esim":
+        skus = {rng.choice(ESIM_SKUS): 1}
+    else:  # mixed
+        skus = {rng.choice(MCF_SKUS): 1, rng.choice(ESIM_SKUS): 1}
+    for sku in skus:
+        world.rsl_stock[sku] = 0
+    order = world.place_order(
+        skus,
+        remote=True if kind == "mcf_slow" else False,
+        boss_listed=kind != "missing_in_boss",
+    )
+    if kind == "duplicate_mail":
+        world.zendesk.receive_mail(subject=ORDER_DETAILS_SUBJECT, body=world.order_details_mail(order),
+                                   sender=RAKUTEN_SENDER)
+    return order.order_number
+
+
+def day(world: World, seed: int, orders: int | None) -> list[str]:
+    count = orders or 60
+    rng = random.Random(seed)
+    world.amazon.fba_stock.update(FBA_STOCK)
+    kinds = [k for k, _ in KINDS]
+    weights = [w for _, w in KINDS]
+    # Every kind at least once when the day is big enough, the rest drawn by weight.
+    chosen = kinds[:] if count >= len(kinds) else []
+    chosen += rng.choices(kinds, weights, k=count - len(chosen))
+    rng.shuffle(chosen)
+    spacing = timedelta(minutes=180 / max(count, 1))
+    placed = []
+    for kind in chosen:
+        placed.append(_place(world, rng, kind))
+        world.advance(spacing)
+    return placed
+
+
+def stocked(world: World, seed: int, orders: int | None) -> list[str]:
+    """Only the shelves: FBA stock as on a normal day, no orders (tests place their own)."""
+    world.amazon.fba_stock.update(FBA_STOCK)
+    return []
+
+
+SCENARIOS: dict[str, Callable[[World, int, int | None], list[str]]] = {"day": day, "stocked": stocked}
+
+
+def apply_scenario(world: World, name: str, *, seed: int, orders: int | None = None) -> list[str]:
+    try:
+        scenario = SCENARIOS[name]
+    except KeyError:
+        raise ValueError(f"unknown scenario {name!r}; choose one of: {', '.join(SCENARIOS)}") from None
+    return scenario(world, seed, orders)

@@ -1,0 +1,18 @@
+"""Placeholder until the spapi app lands."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from fastapi import FastAPI
+
+from sandbox.faults import install_faults
+
+if TYPE_CHECKING:
+    from sandbox.server import SandboxState
+
+
+def create_app(state: SandboxState) -> FastAPI:
+    app = FastAPI(title="spapi (sandbox)")
+    install_faults(app, state, "spapi")
+    return app
