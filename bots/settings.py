@@ -67,12 +67,10 @@ class Settings(BaseSettings):
     """`JM`, `JS`, or `by-carrier` (Japan Post carriers get JM, the others JS)."""
     carrier_map: dict[str, str] = Field(
         default_factory=lambda: {
-            "JPPOST": "日本郵便",
-            "JP_POST": "日本郵便",
+            "JAPAN_POST": "日本郵便",
             "YAMATO": "ヤマト運輸",
             "SAGAWA": "佐川急便",
-            "AMZL": "その他",
-            "AMAZON": "その他",
+            "AMZL_JP": "その他",
         }
     )
     """Amazon carrier code → RMS shipping company (RMS offers a fixed list)."""

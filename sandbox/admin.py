@@ -178,4 +178,11 @@ def create_app(state: SandboxState) -> FastAPI:
                 raise HTTPException(400, str(exc)) from exc
         return {"now": state.world.now().isoformat(), "scenario": body.scenario, "orders": placed}
 
+    # Each system may add its own admin knobs under /admin/<system>/… (an `admin_router(state)`).
+    from sandbox import boss, rms, spapi, zendesk
+
+    for module in (boss, rms, zendesk, spapi):
+        router = getattr(module, "admin_router", None)
+        if router is not None:
+            app.include_router(router(state))
     return app

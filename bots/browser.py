@@ -1,0 +1,172 @@
+"""Playwright lifecycle: Debian's Chromium by path, one context per site, saved logins, tracing.
+
+Saved logins are Playwright storage-state files under ``{data_dir}/sessions`` with mode 0600;
+they are reused on the next start and rewritten after every fresh login (so an expired session
+is refreshed by the site's own re-login, see pages/base.py).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from playwright.sync_api import Browser as PwBrowser
+from playwright.sync_api import BrowserContext, Page, Playwright, sync_playwright
+
+from bots.errors import ConfigurationError
+from bots.settings import Settings
+
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+
+
+def safe_name(text: str) -> str:
+    """A file-name-safe form of an order number or step name (never a secret: callers pass ids)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text)[:80]
+
+
+class Browser:
+    """``with Browser(settings) as browser: page = browser.page("boss")``."""
+
+    def __init__(self, settings: Settings, *, headless: bool | None = None, slow_mo_ms: int | None = None,
+                 tracing: bool = True) -> None:
+        self.settings = settings
+        self.headless = settings.headless if headless is None else headless
+        self.slow_mo_ms = settings.slow_mo_ms if slow_mo_ms is None else slow_mo_ms
+        self.tracing = tracing
+        self.sessions_dir = settings.data_dir / "sessions"
+        self._playwright: Playwright | None = None
+        self._browser: PwBrowser | None = None
+        self._contexts: dict[str, BrowserContext] = {}
+        self._pages: dict[str, Page] = {}
+        self.page_loads = 0
+        """Documents loaded (navigations and form posts), for the benchmark."""
+
+    # --- lifecycle -------------------------------------------------------------------------
+    def __enter__(self) -> Browser:
+        self.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def start(self) -> None:
+        path = Path(self.settings.browser_path)
+        if not path.exists():
+            raise ConfigurationError(
+                f"No Chromium at {path}. Install Debian's chromium (`make install` does) or set "
+                "KUROKO_BROWSER_PATH to a Chromium executable."
+            )
+        self._playwright = sync_playwright().start()
+        self._browser = self._playwright.chromium.launch(
+            executable_path=str(path), headless=self.headless, slow_mo=self.slow_mo_ms or None,
+            args=CHROMIUM_FLAGS,
+        )
+
+    def close(self) -> None:
+        for site in list(self._contexts):
+            self.reset(site)
+        if self._browser is not None:
+            self._browser.close()
+            self._browser = None
+        if self._playwright is not None:
+            self._playwright.stop()
+            self._playwright = None
+
+    # --- contexts and pages ----------------------------------------------------------------
+    def storage_state_path(self, site: str) -> Path:
+        return self.sessions_dir / f"{safe_name(site)}.json"
+
+    def context(self, site: str) -> BrowserContext:
+        if site not in self._contexts:
+            if self._browser is None:
+                raise RuntimeError("Browser.start() first")
+            state = self.storage_state_path(site)
+            options: dict[str, Any] = {"locale": "ja-JP", "timezone_id": self.settings.timezone,
+                                       "viewport": {"width": 1280, "height": 900}}
+            if state.exists():
+                options["storage_state"] = str(state)
+            context = self._browser.new_context(**options)
+            context.set_default_timeout(self.settings.navigation_timeout_ms)
+            context.on("request", self._count_document)
+            if self.tracing:
+                context.tracing.start(screenshots=True, snapshots=True, sources=False)
+            self._contexts[site] = context
+        return self._contexts[site]
+
+    def _count_document(self, request: Any) -> None:
+        if request.resource_type == "document":
+            self.page_loads += 1
+
+    def page(self, site: str) -> Page:
+        page = self._pages.get(site)
+        if page is None or page.is_closed():
+            page = self.context(site).new_page()
+            self._pages[site] = page
+        return page
+
+    def save_login(self, site: str) -> None:
+        """Keep the site's cookies for the next run, readable by this user only."""
+        self.sessions_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.sessions_dir, 0o700)
+        path = self.storage_state_path(site)
+        tmp = path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.close(fd)
+        self.context(site).storage_state(path=str(tmp))
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+
+    def forget_login(self, site: str) -> None:
+        self.storage_state_path(site).unlink(missing_ok=True)
+
+    # --- evidence --------------------------------------------------------------------------
+    def screenshot(self, site: str, path: Path) -> Path | None:
+        page = self._pages.get(site)
+        if page is None or page.is_closed():
+            return None
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            page.screenshot(path=str(path), full_page=True)
+        except Exception:
+            return None
+        return path
+
+    def save_trace(self, site: str, path: Path) -> Path | None:
+        """Write the site's trace so far and start a new one."""
+        context = self._contexts.get(site)
+        if context is None or not self.tracing:
+            return None
+        path.parent.mkdir(parents=True, exist_ok=True)
+        context.tracing.stop(path=str(path))
+        context.tracing.start(screenshots=True, snapshots=True, sources=False)
+        return path
+
+    def discard_trace(self, site: str) -> None:
+        context = self._contexts.get(site)
+        if context is not None and self.tracing:
+            context.tracing.stop()
+            context.tracing.start(screenshots=True, snapshots=True, sources=False)
+
+    def reset(self, site: str) -> None:
+        """Throw the site's context away (after an application error); the next use starts fresh
+        from the saved login."""
+        context = self._contexts.pop(site, None)
+        self._pages.pop(site, None)
+        if context is not None:
+            if self.tracing:
+                try:
+                    context.tracing.stop()
+                except Exception:
+                    pass
+            context.close()

@@ -1,0 +1,149 @@
+"""Builds Playwright locators from selectors/*.yaml, and logs in to a site when it asks.
+
+A selectors file is screens → keys → one locator spec, role/label/text first, CSS last::
+
+    order_detail:
+      delete_button: {role: button, name: Order Deletion, exact: true}
+      status: {testid: order-status}
+      row: {css: "tr[data-order='{order_number}']"}
+
+Spec values may hold ``{placeholders}`` filled from keyword arguments. Page objects ask for
+``"screen.key"``; every key asked for is remembered so a test can check the files cover them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import yaml
+from playwright.sync_api import Locator, Page
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+from bots.errors import PageChanged, SessionExpired, SiteUnavailable
+
+SELECTORS_DIR = Path(__file__).resolve().parent.parent / "selectors"
+
+_LOCATOR_KINDS = ("role", "label", "text", "placeholder", "testid", "css")
+
+
+@dataclass
+class Selectors:
+    site: str
+    specs: dict[str, dict[str, dict[str, Any]]]
+    used: set[str] = field(default_factory=set)
+
+    @classmethod
+    def load(cls, site: str, directory: Path = SELECTORS_DIR) -> Selectors:
+        path = directory / f"{site}.yaml"
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        return cls(site, data)
+
+    def keys(self) -> list[str]:
+        return [f"{screen}.{key}" for screen, keys in self.specs.items() for key in keys]
+
+    def spec(self, name: str) -> dict[str, Any]:
+        screen, _, key = name.partition(".")
+        try:
+            return self.specs[screen][key]
+        except KeyError:
+            raise PageChanged(
+                f"selectors/{self.site}.yaml has no '{name}'. Add it (see pages/base.py for the format)."
+            ) from None
+
+    def locate(self, root: Page | Locator, name: str, **values: str) -> Locator:
+        self.used.add(name)
+        spec = {k: (v.format(**values) if isinstance(v, str) else v) for k, v in self.spec(name).items()}
+        kind = next((k for k in _LOCATOR_KINDS if k in spec), None)
+        exact = spec.get("exact")
+        if kind == "role":
+            locator = root.get_by_role(spec["role"], name=spec.get("name"), exact=exact)
+        elif kind == "label":
+            locator = root.get_by_label(spec["label"], exact=exact)
+        elif kind == "text":
+            locator = root.get_by_text(spec["text"], exact=exact)
+        elif kind == "placeholder":
+            locator = root.get_by_placeholder(spec["placeholder"], exact=exact)
+        elif kind == "testid":
+            locator = root.get_by_test_id(spec["testid"])
+        elif kind == "css":
+            locator = root.locator(spec["css"])
+        else:
+            raise PageChanged(f"selectors/{self.site}.yaml '{name}' names no locator kind ({_LOCATOR_KINDS})")
+        if "has_text" in spec:
+            locator = locator.filter(has_text=spec["has_text"])
+        if "nth" in spec:
+            locator = locator.nth(int(spec["nth"]))
+        return locator
+
+
+class Site:
+    """One back office in one browser context: knows its URL, its login screen and credentials,
+    and logs in again whenever the site sends the robot to its login page."""
+
+    name: ClassVar[str]
+    login_path: ClassVar[str] = "/login"
+
+    def __init__(self, page: Page, base_url: str, user: str, password: str,
+                 selectors: Selectors | None = None, on_login: Any = None) -> None:
+        self.page = page
+        self.base_url = base_url.rstrip("/")
+        self.user = user
+        self._password = password
+        self.selectors = selectors or Selectors.load(self.name)
+        self._on_login = on_login
+        """Called after a fresh login (the browser saves the session then)."""
+
+    def el(self, name: str, **values: str) -> Locator:
+        return self.selectors.locate(self.page, name, **values)
+
+    def url(self, path: str) -> str:
+        return path if path.startswith("http") else f"{self.base_url}{path}"
+
+    def is_login_page(self) -> bool:
+        return self.page.url.split("?")[0].endswith(self.login_path)
+
+    def goto(self, path: str) -> None:
+        """Open ``path``, logging in first if the site asks; errors say which site and page."""
+        target = self.url(path)
+        for attempt in range(2):
+            try:
+                response = self.page.goto(target, wait_until="domcontentloaded")
+            except PlaywrightTimeout as exc:
+                raise SiteUnavailable(f"{self.name}: {path} did not load in time") from exc
+            except Exception as exc:  # playwright.Error: connection refused, aborted, …
+                raise SiteUnavailable(f"{self.name}: {path} could not be opened: {exc}") from exc
+            if response is not None and response.status >= 500:
+                raise SiteUnavailable(f"{self.name}: {path} answered HTTP {response.status}")
+            if not self.is_login_page():
+                return
+            if attempt == 1:
+                raise SessionExpired(f"{self.name}: still on the login page after logging in; check the "
+                                     f"KUROKO_{self.name.upper()}_USER / _PASSWORD settings")
+            self.login()
+        raise AssertionError("unreachable")
+
+    def login(self) -> None:
+        """Fill the login form of this site (subclasses name the fields in their selectors)."""
+        self.el("login.user").fill(self.user)
+        self.el("login.password").fill(self._password)
+        self.el("login.submit").click()
+        self.page.wait_for_load_state("domcontentloaded")
+        if self.is_login_page():
+            raise SessionExpired(f"{self.name}: login refused; check the KUROKO_{self.name.upper()}_USER "
+                                 f"and KUROKO_{self.name.upper()}_PASSWORD settings")
+        if self._on_login is not None:
+            self._on_login()
+
+    def expect_visible(self, name: str, timeout_ms: int = 10_000, **values: str) -> Locator:
+        """The element, once visible; a clear PageChanged when it never appears."""
+        locator = self.el(name, **values)
+        try:
+            locator.first.wait_for(state="visible", timeout=timeout_ms)
+        except PlaywrightTimeout as exc:
+            raise PageChanged(
+                f"{self.name}: '{name}' did not appear on {self.page.url.split('?')[0]} within "
+                f"{timeout_ms} ms; the page may have changed (selectors/{self.name}.yaml)"
+            ) from exc
+        return locator
