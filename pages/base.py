@@ -83,6 +83,9 @@ class Site:
     and logs in again whenever the site sends the robot to its login page."""
 
     name: ClassVar[str]
+    """The selectors file's name: selectors/{name}.yaml."""
+    setting: ClassVar[str]
+    """The settings' prefix for this site's URL and credentials (KUROKO_{SETTING}_USER …)."""
     login_path: ClassVar[str] = "/login"
 
     def __init__(self, page: Page, base_url: str, user: str, password: str,
@@ -120,7 +123,7 @@ class Site:
                 return
             if attempt == 1:
                 raise SessionExpired(f"{self.name}: still on the login page after logging in; check the "
-                                     f"KUROKO_{self.name.upper()}_USER / _PASSWORD settings")
+                                     f"KUROKO_{self.setting.upper()}_USER / _PASSWORD settings")
             self.login()
         raise AssertionError("unreachable")
 
@@ -131,8 +134,8 @@ class Site:
         self.el("login.submit").click()
         self.page.wait_for_load_state("domcontentloaded")
         if self.is_login_page():
-            raise SessionExpired(f"{self.name}: login refused; check the KUROKO_{self.name.upper()}_USER "
-                                 f"and KUROKO_{self.name.upper()}_PASSWORD settings")
+            raise SessionExpired(f"{self.name}: login refused; check the KUROKO_{self.setting.upper()}_USER "
+                                 f"and KUROKO_{self.setting.upper()}_PASSWORD settings")
         if self._on_login is not None:
             self._on_login()
 

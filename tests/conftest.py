@@ -126,3 +126,25 @@ def settings_env(sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPat
 
     get_settings.cache_clear()
     return tmp_path / "data"
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[str, Any]:
+    """pytest-playwright's browser is Debian's Chromium, launched with the project's flags."""
+    from bots.browser import CHROMIUM_FLAGS
+    from bots.settings import Settings
+
+    return {**browser_type_launch_args, "executable_path": str(Settings().browser_path),
+            "args": CHROMIUM_FLAGS}
+
+
+@pytest.fixture(scope="session")
+def browser_context_args(browser_context_args: dict[str, Any]) -> dict[str, Any]:
+    return {**browser_context_args, "locale": "ja-JP", "timezone_id": "Asia/Tokyo"}
+
+
+def screenshot_path(name: str) -> Path:
+    """Where a test keeps a screenshot a person may look at (test-results/screens/)."""
+    path = RESULTS / "screens" / f"{name}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
