@@ -74,6 +74,16 @@ class Settings(BaseSettings):
         }
     )
     """Amazon carrier code → RMS shipping company (RMS offers a fixed list)."""
+    mcf_shipping_speed: str = "Standard"
+    rms_order_path: str = "/rms/order/{order_number}"
+    """Where RMS shows an order, for tickets whose Purchase History link is missing."""
+    esim_markers: list[str] = Field(default_factory=lambda: ["eSIM", "ESIM-"])
+    """An item whose name or SKU contains one of these is an eSIM."""
+    physical_sim_markers: list[str] = Field(default_factory=lambda: ["物理SIM", "SIM-"])
+    """An item is a physical SIM only when it matches one of these and no eSIM marker."""
+    tracking_check_hours: int = 2
+    completion_wait_days: int = 3
+    """Days after the shipping fields were set before a not-complete RMS order goes to a person."""
     max_attempts: int = 4
     retry_base_seconds: float = 60.0
     max_consecutive_errors: int = 5

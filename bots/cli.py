@@ -1,0 +1,243 @@
+"""The ``kuroko`` command."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from collections import Counter
+from datetime import datetime
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from bots.clock import clock_from_url
+from bots.errors import ConfigurationError, KurokoError
+from bots.ledger import Ledger, Order, OrderState
+from bots.settings import Settings, get_settings
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Kuroko, the order-desk robot: Rakuten physical-SIM orders through BOSS, RMS, Zendesk "
+                       "and Amazon MCF.")
+console = Console()
+err = Console(stderr=True)
+
+HeadedOpt = Annotated[bool, typer.Option("--headed", help="Show the browser window.")]
+SlowMoOpt = Annotated[int, typer.Option("--slow-mo", metavar="MS", help="Slow every browser action by MS ms.")]
+DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Walk the steps, touch nothing, print what would "
+                                                          "have been done.")]
+
+
+def fail(message: str) -> None:
+    err.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(2)
+
+
+def open_ledger(settings: Settings) -> Ledger:
+    return Ledger(settings.ledger_database_url())
+
+
+def local(settings: Settings, moment: datetime | None) -> str:
+    return moment.astimezone(ZoneInfo(settings.timezone)).strftime("%Y-%m-%d %H:%M") if moment else "-"
+
+
+def find_order_or_fail(ledger: Ledger, order_number: str) -> Order:
+    order = ledger.find_order(order_number)
+    if order is None:
+        fail(f"the ledger has no order {order_number!r}. `kuroko status` lists the orders it knows.")
+        raise AssertionError
+    return order
+
+
+def make_runner(settings: Settings, *, dry_run: bool = False, headed: bool = False, slow_mo: int = 0,
+                trace: str = "retain-on-failure", listener: Any = None) -> Any:
+    from bots.logs import setup_logging
+    from bots.runner import Runner
+    from bots.systems import Systems
+
+    setup_logging(settings, console=listener is None)
+    ledger = open_ledger(settings)
+    if dry_run:
+        ledger = ledger.copy_to_memory()
+    systems = Systems(settings, headless=False if headed else None, slow_mo_ms=slow_mo or None)
+    return Runner(settings, ledger, systems, clock_from_url(settings.clock_url), dry_run=dry_run, trace=trace,
+                  listener=listener)
+
+
+def print_report(report: Any, *, dry_run: bool) -> None:
+    for line in report.intake:
+        console.print(f"  intake: {line}")
+    if dry_run:
+        console.print("[bold]Dry run — nothing was changed. What would have been done:[/]")
+        for action in report.actions or ["nothing"]:
+            console.print(f"  {action}")
+    outcomes = ", ".join(f"{k} {v}" for k, v in sorted(report.outcomes.items())) or "no order was due"
+    console.print(f"Pass at {report.started_at:%Y-%m-%d %H:%M} UTC: {report.orders_run} orders run ({outcomes}); "
+                  f"BOSS list read {report.boss_list_reads}×")
+    if report.stopped_early:
+        console.print(f"[yellow]Stopped early:[/] {report.stopped_early}")
+
+
+@app.command()
+def run(once: Annotated[bool, typer.Option("--once", help="One pass over the due orders, then exit.")] = False,
+        dry_run: DryRunOpt = False, headed: HeadedOpt = False, slow_mo: SlowMoOpt = 0,
+        interval: Annotated[float, typer.Option(help="Seconds between passes (without --once).")] = 60,
+        trace: Annotated[str, typer.Option(help="retain-on-failure | on | off")] = "retain-on-failure") -> None:
+    """Process every due order (once, or polling until Ctrl+C)."""
+    from bots.progress import PassProgress
+
+    settings = get_settings()
+    with PassProgress(console) as progress:
+        runner = make_runner(settings, dry_run=dry_run, headed=headed, slow_mo=slow_mo, trace=trace,
+                             listener=progress.listener)
+
+        def stop(signum: int, _frame: Any) -> None:
+            runner.stop_requested = True
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        try:
+            while True:
+                report = runner.run_pass()
+                progress.finish()
+                print_report(report, dry_run=dry_run)
+                if once or dry_run or runner.stop_requested:
+                    break
+                deadline = time.monotonic() + interval
+                while time.monotonic() < deadline and not runner.stop_requested:
+                    time.sleep(0.2)
+                if runner.stop_requested:
+                    break
+        except KurokoError as exc:
+            fail(exc.message)
+        finally:
+            runner.systems.close()
+
+
+@app.command()
+def status() -> None:
+    """Every order the robot knows: counts by state and path, held orders with their reasons."""
+    settings = get_settings()
+    ledger = open_ledger(settings)
+    orders = ledger.orders()
+    if not orders:
+        console.print("The ledger is empty: no order has been taken in yet (`kuroko run --once`).")
+        return
+    counts = Counter((o.state, o.path or "-") for o in orders)
+    table = Table(title=f"{len(orders)} orders")
+    for col in ("state", "path", "orders"):
+        table.add_column(col)
+    for (state, path), n in sorted(counts.items()):
+        table.add_row(state, path, str(n))
+    console.print(table)
+    held = [o for o in orders if o.state == OrderState.HELD.value]
+    if held:
+        t = Table(title="Held for a person")
+        for col in ("order", "ticket", "step", "reason"):
+            t.add_column(col, overflow="fold")
+        for o in held:
+            t.add_row(o.order_number, str(o.ticket_id or "-"), o.step, o.hold_reason or "-")
+        console.print(t)
+    waiting = [o for o in orders if o.state == OrderState.ACTIVE.value]
+    if waiting:
+        t = Table(title="Waiting")
+        for col in ("order", "next step", "due (JST)", "path"):
+            t.add_column(col)
+        for o in waiting:
+            t.add_row(o.order_number, o.step, local(settings, o.next_due_at), o.path or "-")
+        console.print(t)
+
+
+@app.command()
+def show(order_number: str) -> None:
+    """One order: its state, every step outcome and the audit trail."""
+    settings = get_settings()
+    ledger = open_ledger(settings)
+    order = find_order_or_fail(ledger, order_number)
+    console.print(f"[bold]{order.order_number}[/]  ticket #{order.ticket_id}  state {order.state}  "
+                  f"step {order.step}  path {order.path or '-'}")
+    if order.hold_reason:
+        console.print(f"[yellow]held:[/] {order.hold_reason}")
+    steps = Table(title="Steps")
+    for col in ("step", "status", "attempt", "ref", "detail / error", "evidence"):
+        steps.add_column(col, overflow="fold")
+    for s in ledger.steps(order.id):
+        steps.add_row(s.name, s.status, str(s.attempt), s.external_ref or "", s.error_message or s.detail or "",
+                      "\n".join(s.evidence or []))
+    console.print(steps)
+    audit = Table(title="Audit trail")
+    for col in ("when (JST)", "who", "system", "action", "detail"):
+        audit.add_column(col, overflow="fold")
+    for e in ledger.audit_trail(order.id):
+        audit.add_row(local(settings, e.at), e.actor, e.system, e.action, e.detail or "")
+    console.print(audit)
+
+
+@app.command()
+def release(order_number: str) -> None:
+    """Let a held order go on from the step where it stopped (also removes the hold tag)."""
+    from bots.runner import Runner
+    from bots.systems import Systems
+
+    settings = get_settings()
+    ledger = open_ledger(settings)
+    order = find_order_or_fail(ledger, order_number)
+    if order.state != OrderState.HELD.value:
+        fail(f"order {order_number} is not held (it is {order.state}).")
+    runner = Runner(settings, ledger, Systems(settings), clock_from_url(settings.clock_url))
+    runner.release(order, runner.clock.now(), by="person (kuroko release)", remove_tag=True)
+    console.print(f"Released {order_number}: it goes on from '{order.step}' at the next pass.")
+
+
+@app.command()
+def ship(order_number: str,
+         carrier: Annotated[str, typer.Option(help="RMS shipping company (e.g. 日本郵便) or carrier code.")],
+         tracking: Annotated[str, typer.Option(help="The parcel's tracking number.")]) -> None:
+    """Give an office shipment its carrier and tracking number; the robot then sends the shipping mail."""
+    from bots.order_mail import normalize_tracking_number
+
+    settings = get_settings()
+    ledger = open_ledger(settings)
+    order = find_order_or_fail(ledger, order_number)
+    if order.facts.get("shipment") != "office":
+        fail(f"order {order_number} is not an office shipment (Amazon ships it).")
+    rms_carrier = settings.carrier_map.get(carrier, carrier)
+    if rms_carrier not in set(settings.carrier_map.values()):
+        fail(f"unknown carrier {carrier!r}; use one of: {', '.join(sorted(set(settings.carrier_map.values())))}")
+    try:
+        number = normalize_tracking_number(tracking)
+    except KurokoError as exc:
+        fail(exc.message)
+    now = clock_from_url(settings.clock_url).now()
+    ledger.update_order(order.id, now, next_due_at=now,
+                        facts={"carrier": rms_carrier, "tracking_number": number,
+                               "ship_date": local(settings, now)[:10]})
+    ledger.audit(order_id=order.id, at=now, actor="person (kuroko ship)", system="kuroko", action="office_shipped",
+                 detail={"carrier": rms_carrier, "tracking": number})
+    console.print(f"Recorded: {order_number} shipped by {rms_carrier}, tracking {number}. "
+                  "The shipping mail goes out at the next pass.")
+
+
+@app.command()
+def sandbox(base_port: Annotated[int, typer.Option(help="Admin API port; BOSS, RMS, Zendesk, SP-API follow.")] = 8100,
+            scenario: Annotated[str | None, typer.Option(help="Seed a day of orders: 'day'.")] = None,
+            seed: int = 1, orders: Annotated[int | None, typer.Option(help="How many orders.")] = None) -> None:
+    """Serve the sandbox of BOSS, RMS, Zendesk and SP-API in the foreground."""
+    from sandbox.server import run as run_sandbox
+
+    run_sandbox(base_port=base_port, scenario=scenario, seed=seed, orders=orders)
+
+
+def main() -> None:
+    try:
+        app()
+    except ConfigurationError as exc:
+        err.print(f"[bold red]configuration:[/] {exc.message}")
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,59 @@
+"""Logging through loguru: the order number bound to every line, readable on a terminal, JSON
+lines in ``{data_dir}/logs/kuroko.jsonl``, and every configured secret redacted everywhere."""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from loguru import logger
+
+if TYPE_CHECKING:
+    from loguru import Record
+
+    from bots.settings import Settings
+
+REDACTED = "[REDACTED]"
+_secrets: list[str] = []
+_BASIC_AUTH = re.compile(r"(?i)(authorization['\"]?\s*[:=]\s*['\"]?)(basic|bearer)\s+[A-Za-z0-9+/=._|-]+")
+
+
+def redact(text: str) -> str:
+    """The text with every configured secret, and any Authorization header value, blanked out."""
+    for secret in _secrets:
+        if secret:
+            text = text.replace(secret, REDACTED)
+    return _BASIC_AUTH.sub(r"\1\2 " + REDACTED, text)
+
+
+def _patch(record: Record) -> None:
+    record["message"] = redact(record["message"])
+    record["extra"].setdefault("order", "-")
+    for key, value in list(record["extra"].items()):
+        if isinstance(value, str):
+            record["extra"][key] = redact(value)
+    if record["exception"] is not None and record["exception"].value is not None:
+        exc = record["exception"].value
+        exc.args = tuple(redact(a) if isinstance(a, str) else a for a in exc.args)
+
+
+def setup_logging(settings: Settings, *, verbose: bool = False, console: bool = True) -> Path:
+    """Configure loguru once per process; returns the JSON log file's path."""
+    _secrets[:] = sorted(settings.secret_values(), key=len, reverse=True)
+    log_dir = settings.data_dir / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    path = log_dir / "kuroko.jsonl"
+    logger.remove()
+    logger.configure(patcher=_patch, extra={"order": "-"})
+    if console:
+        logger.add(sys.stderr, level="DEBUG" if verbose else "INFO", colorize=None,
+                   format="<green>{time:HH:mm:ss}</green> <level>{level: <7}</level> "
+                          "<cyan>{extra[order]}</cyan> {message}")
+    logger.add(path, level="DEBUG", serialize=True, enqueue=False, backtrace=False, diagnose=False)
+    return path
+
+
+def order_logger(order_number: str, **extra: Any) -> Any:
+    return logger.bind(order=order_number, **extra)

@@ -1,0 +1,501 @@
+"""Procedure A of SPEC.md: a Rakuten physical-SIM order, from the Zendesk ticket to the solved
+ticket, as named steps.
+
+    intake (per pass) → check_boss ─┬→ close_in_stock                                  (RSL stock)
+                                    └→ verify_physical_sim → confirm_order → send_thank_you
+                                       → create_mcf_order → note_fulfillment → delete_in_boss
+                                       → wait_for_tracking → send_shipping_mail → set_rms_shipping
+                                       → check_completion → close_completed
+
+Every step that changes something first looks at the system of record (RMS mail history and
+status, the BOSS state, getFulfillmentOrder by our own id, the ticket's comments with a marker) and
+records what it finds instead of doing it twice.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime, time, timedelta
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+from bots.errors import (
+    ApiError,
+    BusinessRuleError,
+    NotPhysicalSim,
+    OrderMismatch,
+    OrderNotInBoss,
+    UnknownValue,
+    UnreadableTicket,
+)
+from bots.order_mail import ORDER_MAIL_SUBJECTS, normalize_tracking_number, read_order_mail
+from bots.procedure import Done, NotYet, Outcome, Procedure, StepContext
+
+if TYPE_CHECKING:
+    from bots.ledger import Ledger
+    from bots.settings import Settings
+    from bots.systems import Systems
+    from pages.rakuten.order_page import RmsOrderView
+
+NAME = "rakuten_sim_order"
+IN_STOCK_NOTE = "Boss in progress"
+BOSS_SHIPPING = ("Shipping in Progress", "Shipped")
+BOSS_WAITING = ("Confirmation to be", "New Order")
+BOSS_DELETED = "Deleted"
+RMS_AWAITING_CONFIRMATION = "注文確認待ち"
+RMS_COMPLETE = "完了"
+THANK_YOU_TEMPLATE = "サンクスメール"
+SHIPPING_TEMPLATES = {"shipping_jm": "発送メール JM", "shipping_js": "発送メール JS"}
+JAPAN_POST_CARRIERS = {"日本郵便"}
+
+
+# --- small helpers ---------------------------------------------------------------------------
+def marker(order_number: str, what: str) -> str:
+    """The small tag at the end of each robot note: how a later run recognises its own note."""
+    return f"[kuroko:{order_number}:{what}]"
+
+
+def tz(ctx: StepContext) -> ZoneInfo:
+    return ZoneInfo(ctx.settings.timezone)
+
+
+def local_date(ctx: StepContext, moment: datetime | None = None) -> str:
+    return (moment or ctx.now).astimezone(tz(ctx)).date().isoformat()
+
+
+def local_time(ctx: StepContext, moment: datetime | None) -> str:
+    return moment.astimezone(tz(ctx)).strftime("%Y-%m-%d %H:%M") if moment else "unknown"
+
+
+def note_exists(ctx: StepContext, tag: str) -> bool:
+    return any(tag in c.body for c in ctx.systems.helpdesk.comments(ctx.ticket_id))
+
+
+def write_note(ctx: StepContext, what: str, body: str, *, status: str | None,
+               add_tags: tuple[str, ...] = (), mention: str | None = None) -> bool:
+    """Write the robot's note once. True when a note with this marker was already there (then
+    only the status is put right)."""
+    tag = marker(ctx.order_number, what)
+    if note_exists(ctx, tag):
+        ticket = ctx.systems.helpdesk.ticket(ctx.ticket_id)
+        if status is not None and ticket.status != status:
+            ctx.act("zendesk", "set_status", lambda: ctx.systems.helpdesk.set_status(ctx.ticket_id, status),
+                    status=status)
+        return True
+    mention_ids: list[int] = []
+    if mention:
+        user_id = ctx.systems.helpdesk.user_id(mention)
+        if user_id is None:
+            raise UnknownValue(f"no Zendesk user named {mention!r} to @mention (KUROKO_JAPAN_OFFICE_STAFF)")
+        mention_ids = [user_id]
+    comment_id = ctx.act(
+        "zendesk", f"note_{what}",
+        lambda: ctx.systems.helpdesk.add_internal_note(ctx.ticket_id, f"{body}\n\n{tag}", status=status,
+                                                       add_tags=add_tags, mention_user_ids=mention_ids),
+        ticket=ctx.ticket_id, status=status,
+    )
+    ctx.external_ref = f"zendesk comment {comment_id}" if comment_id else None
+    return False
+
+
+def rms_url(ctx: StepContext) -> str:
+    url = ctx.facts.get("purchase_history_url")
+    if url:
+        return str(url)
+    path = ctx.settings.rms_order_path.format(order_number=ctx.order_number)
+    return ctx.settings.rms_url.rstrip("/") + path
+
+
+def rms_view(ctx: StepContext, *, fresh: bool = False) -> RmsOrderView:
+    view = ctx.systems.rms_order(rms_url(ctx), ctx.order_number, fresh=fresh)
+    if view.order_number != ctx.order_number:
+        raise OrderMismatch(
+            f"the Purchase History link opened RMS order {view.order_number}, but the ticket is about "
+            f"{ctx.order_number}; nothing was clicked"
+        )
+    return view
+
+
+def item_kind(settings: Settings, sku: str, name: str) -> str:
+    text = f"{sku} {name}"
+    if any(m in text for m in settings.esim_markers):
+        return "esim"
+    if any(m in text for m in settings.physical_sim_markers):
+        return "physical"
+    return "unknown"
+
+
+def shipping_template(settings: Settings, carrier: str) -> str:
+    rule = settings.shipping_mail_rule.upper()
+    if rule == "JM":
+        return "shipping_jm"
+    if rule == "JS":
+        return "shipping_js"
+    if rule == "BY-CARRIER":
+        return "shipping_jm" if carrier in JAPAN_POST_CARRIERS else "shipping_js"
+    raise UnknownValue(f"KUROKO_SHIPPING_MAIL_RULE is {settings.shipping_mail_rule!r}; use JM, JS or by-carrier")
+
+
+# --- intake (once per pass, before the steps) --------------------------------------------------
+def intake(ledger: Ledger, systems: Systems, settings: Settings, now: datetime, *,
+           dry_run: bool = False) -> list[str]:
+    """Take in the new Rakuten order tickets: one order per order number, later tickets merged
+    into the earliest. Unreadable tickets are handed to a person. Returns what was done."""
+    helpdesk = systems.helpdesk
+    known = ledger.known_ticket_ids()
+    new = [t for t in helpdesk.order_mail_tickets()
+           if t.id not in known and any(s in t.subject for s in ORDER_MAIL_SUBJECTS)]
+    done: list[str] = []
+    by_order: dict[str, list[Any]] = defaultdict(list)
+    links: dict[str, str | None] = {}
+    for ticket in sorted(new, key=lambda t: (t.created_at, t.id)):
+        try:
+            mail = read_order_mail(ticket.subject, ticket.description)
+        except UnreadableTicket as exc:
+            done.append(hold_unreadable_ticket(ledger, systems, settings, ticket.id, exc, now, dry_run=dry_run))
+            continue
+        by_order[mail.order_number].append(ticket)
+        links.setdefault(mail.order_number, mail.purchase_history_url)
+    for number, tickets in by_order.items():
+        order = ledger.find_order(number, NAME)
+        if order is None:
+            primary, later = tickets[0], tickets[1:]
+            facts = {"purchase_history_url": links[number], "ticket_created_at": primary.created_at.isoformat()}
+            order = ledger.add_order(procedure=NAME, order_number=number, ticket_id=primary.id,
+                                     step=PROCEDURE.first_step, due=now, now=now, facts=facts)
+            ledger.add_ticket(primary.id, order.id, "primary", now)
+            ledger.audit(order_id=order.id, at=now, actor="robot", system="kuroko", action="order_taken_in",
+                         detail={"ticket": primary.id})
+            done.append(f"{number}: taken in from ticket {primary.id}")
+        else:
+            later = tickets
+        if later and order.ticket_id is not None:
+            target, sources = order.ticket_id, [t.id for t in later]
+            note = f"Merged into #{target}: another automatic mail for Rakuten order {number}."
+            actor = "robot (dry run)" if dry_run else "robot"
+            if not dry_run:
+                helpdesk.merge(target, sources, note=note)
+                for source in sources:
+                    ledger.add_ticket(source, order.id, "merged", now)
+            ledger.audit(order_id=order.id, at=now, actor=actor, system="zendesk", action="merge_tickets",
+                         detail={"target": target, "sources": sources})
+            done.append(f"{number}: {'would merge' if dry_run else 'merged'} tickets {sources} into {target}")
+    return done
+
+
+def hold_unreadable_ticket(ledger: Ledger, systems: Systems, settings: Settings, ticket_id: int,
+                           error: UnreadableTicket, now: datetime, *, dry_run: bool) -> str:
+    """A ticket the robot cannot read becomes a held work item named after the ticket."""
+    from bots.ledger import OrderState
+
+    name = f"ticket-{ticket_id}"
+    order = ledger.find_order(name, NAME) or ledger.add_order(
+        procedure=NAME, order_number=name, ticket_id=ticket_id, step=PROCEDURE.first_step, due=now, now=now,
+        state=OrderState.HELD,
+    )
+    ledger.update_order(order.id, now, state=OrderState.HELD.value, hold_code=error.code,
+                        hold_reason=error.message)
+    body = (
+        f"Kuroko could not read this ticket: {error.message}.\n"
+        "Nothing was done in BOSS, RMS or Amazon.\n"
+        "Needed: find the order by hand. If this is a real order, handle it by hand, or re-send the mail "
+        "with the order number."
+    )
+    tag = marker(name, "unreadable")
+    if not dry_run:
+        if not any(tag in c.body for c in systems.helpdesk.comments(ticket_id)):
+            systems.helpdesk.add_internal_note(ticket_id, f"{body}\n\n{tag}", status="open",
+                                               add_tags=[settings.hold_tag])
+        ledger.add_ticket(ticket_id, order.id, "unreadable", now)
+    ledger.audit(order_id=order.id, at=now, actor="robot (dry run)" if dry_run else "robot", system="zendesk",
+                 action="hand_to_person", detail={"reason": error.message})
+    return f"ticket {ticket_id}: held ({error.message})"
+
+
+# --- the steps ----------------------------------------------------------------------------
+def check_boss(ctx: StepContext) -> Outcome:
+    """Where is the order on the BOSS list (read once per pass)?"""
+    listing = ctx.systems.boss_listing()
+    listed = listing.orders.get(ctx.order_number)
+    if listed is None:
+        since = datetime.fromisoformat(ctx.facts.setdefault("boss_missing_since", ctx.now.isoformat()))
+        wait = timedelta(minutes=ctx.settings.boss_missing_wait_minutes)
+        if ctx.now - since >= wait:
+            raise OrderNotInBoss(
+                f"order {ctx.order_number} has not been on the BOSS order list since "
+                f"{local_time(ctx, since)} ({ctx.settings.boss_missing_wait_minutes} minutes)"
+            )
+        return NotYet(min(ctx.now + timedelta(minutes=10), since + wait), "not on the BOSS list yet")
+    ctx.facts.pop("boss_missing_since", None)
+    if listed.state in BOSS_SHIPPING:
+        return Done("close_in_stock", detail=f"BOSS: {listed.state} (RSL has stock)", path="in_stock")
+    if listed.state in BOSS_WAITING:
+        placed = listed.placed_at or datetime.fromisoformat(ctx.facts["ticket_created_at"])
+        ctx.facts["placed_at"] = placed.isoformat()
+        due = placed + timedelta(minutes=ctx.settings.confirmation_wait_minutes)
+        if ctx.now < due:
+            return NotYet(due, f"BOSS: {listed.state} for less than {ctx.settings.confirmation_wait_minutes} min")
+        return Done("verify_physical_sim", detail=f"BOSS: {listed.state} since {local_time(ctx, placed)}: "
+                                                  "no RSL stock", path="no_stock")
+    raise BusinessRuleError(f"BOSS shows order {ctx.order_number} as {listed.state!r}; the robot did not do that",
+                            code="unexpected_boss_state")
+
+
+def close_in_stock(ctx: StepContext) -> Outcome:
+    found = write_note(ctx, "in_stock", IN_STOCK_NOTE, status="solved")
+    return Done(None, detail="note 'Boss in progress', ticket solved", external_ref=ctx.external_ref, found=found)
+
+
+def verify_physical_sim(ctx: StepContext) -> Outcome:
+    view = rms_view(ctx, fresh=True)
+    kinds = {item.sku: item_kind(ctx.settings, item.sku, item.name) for item in view.items}
+    if not view.items:
+        raise NotPhysicalSim("RMS shows no items on this order")
+    if set(kinds.values()) != {"physical"}:
+        listing = ", ".join(f"{sku} ({kind})" for sku, kind in kinds.items())
+        what = "an eSIM order" if set(kinds.values()) == {"esim"} else "not only physical SIMs"
+        raise NotPhysicalSim(f"RMS shows {what}: {listing}. This procedure ships physical SIMs only; "
+                             "nothing was clicked in RMS and nothing was created in Amazon")
+    ctx.facts["items"] = [{"sku": i.sku, "quantity": i.quantity} for i in view.items]
+    ctx.facts["ship_to"] = {
+        "name": view.buyer_name, "postal_code": view.postal_code, "prefecture": view.prefecture,
+        "city": view.city, "address": view.address, "phone": view.phone,
+    }
+    return Done("confirm_order", detail="physical SIM: " + ", ".join(kinds))
+
+
+def confirm_order(ctx: StepContext) -> Outcome:
+    view = rms_view(ctx)
+    if not view.can_confirm or view.status != RMS_AWAITING_CONFIRMATION:
+        return Done("send_thank_you", detail=f"already confirmed (RMS: {view.status})", found=True)
+    new_view = ctx.act("rms", "confirm_order", ctx.systems.rms.confirm_order)
+    ctx.systems.remember_rms(new_view)
+    return Done("send_thank_you", detail="注文確認 clicked")
+
+
+def send_thank_you(ctx: StepContext) -> Outcome:
+    view = rms_view(ctx)
+    sent = [m for m in view.mails if m.template == THANK_YOU_TEMPLATE]
+    if sent:
+        return Done("create_mcf_order", detail=f"サンクスメール already sent ({sent[0].mail_id})",
+                    external_ref=sent[0].mail_id, found=True)
+    new_view = ctx.act("rms", "send_thank_you_mail",
+                       lambda: ctx.systems.rms.send_mail("thank_you", {"order_number": ctx.order_number}))
+    ctx.systems.remember_rms(new_view)
+    ref = next((m.mail_id for m in (new_view.mails if new_view else []) if m.template == THANK_YOU_TEMPLATE), None)
+    return Done("create_mcf_order", detail="サンクスメール sent", external_ref=ref)
+
+
+def mcf_request(ctx: StepContext) -> Any:
+    from services.fulfillment import McfAddress, McfItem, McfOrderRequest, seller_fulfillment_order_id
+
+    ship_to = ctx.facts["ship_to"]
+    placed = datetime.fromisoformat(ctx.facts.get("placed_at") or ctx.facts["ticket_created_at"])
+    return McfOrderRequest(
+        seller_fulfillment_order_id=seller_fulfillment_order_id(ctx.order_number),
+        displayable_order_id=ctx.order_number,
+        displayable_order_date=placed,
+        displayable_order_comment="ご注文ありがとうございます。",
+        shipping_speed=ctx.settings.mcf_shipping_speed,
+        address=McfAddress(name=ship_to["name"], address_line1=ship_to["address"], city=ship_to["city"],
+                           state_or_region=ship_to["prefecture"], postal_code=ship_to["postal_code"],
+                           phone=ship_to.get("phone")),
+        items=[McfItem(seller_sku=i["sku"], quantity=i["quantity"]) for i in ctx.facts["items"]],
+    )
+
+
+def _record_mcf(ctx: StepContext, sfo_id: str, speed: str, arrival: datetime | None) -> None:
+    ctx.facts.update(mcf_id=sfo_id, mcf_speed=speed, promised_arrival=arrival.isoformat() if arrival else None,
+                     slow_delivery=bool(arrival and arrival - ctx.now > timedelta(days=ctx.settings.slow_delivery_days)),
+                     shipment="mcf")
+
+
+def create_mcf_order(ctx: StepContext) -> Outcome:
+    from services.fulfillment import FulfillmentOrderExists
+
+    fulfillment = ctx.systems.fulfillment
+    request = mcf_request(ctx)
+    sfo_id = request.seller_fulfillment_order_id
+    existing = fulfillment.get_order(sfo_id)
+    if existing is not None:
+        _record_mcf(ctx, sfo_id, existing.shipping_speed, existing.promised_arrival)
+        return Done("note_fulfillment", detail=f"MCF order {sfo_id} already exists ({existing.status})",
+                    external_ref=sfo_id, found=True, path="mcf")
+    options = fulfillment.preview(request)
+    option = next((o for o in options if o.shipping_speed == request.shipping_speed), None)
+    if option is None or not option.fulfillable:
+        reasons = option.unfulfillable_reasons if option else [f"no {request.shipping_speed} option"]
+        ctx.facts.update(shipment="office", mcf_unfulfillable=reasons)
+        return Done("note_fulfillment", detail="MCF cannot ship: " + ", ".join(reasons) + " → office shipment",
+                    path="office")
+    try:
+        ctx.act("amazon", "create_mcf_order", lambda: fulfillment.create_order(request),
+                seller_fulfillment_order_id=sfo_id)
+    except FulfillmentOrderExists:
+        pass  # created by an earlier run that stopped before writing it down
+    _record_mcf(ctx, sfo_id, request.shipping_speed, option.latest_arrival)
+    return Done("note_fulfillment", detail=f"MCF order {sfo_id} created, promised by "
+                                           f"{local_time(ctx, option.latest_arrival)}",
+                external_ref=sfo_id, path="mcf")
+
+
+def note_fulfillment(ctx: StepContext) -> Outcome:
+    if ctx.facts.get("shipment") == "office":
+        body = (
+            "Thank You email (サンクスメール) sent.\n"
+            f"Amazon MCF cannot ship this order ({', '.join(ctx.facts.get('mcf_unfulfillable', []))}): it is "
+            "to be shipped from the office.\n"
+            f"Needed: ship it, then run `kuroko ship {ctx.order_number} --carrier <carrier> --tracking <number>`."
+        )
+        found = write_note(ctx, "fulfillment", body, status="open", add_tags=("kuroko_office_shipment",))
+        return Done("delete_in_boss", detail="office-shipment note", found=found,
+                    external_ref=ctx.external_ref)
+    slow = bool(ctx.facts.get("slow_delivery"))
+    staff = ctx.settings.japan_office_staff
+    body = (
+        ("@" + staff + " delivery will take more than "
+         f"{ctx.settings.slow_delivery_days} days; please keep an eye on this order.\n\n" if slow else "")
+        + "Thank You email (サンクスメール) sent.\n"
+        "FBA information (Amazon MCF):\n"
+        f"- MCF order id: {ctx.facts['mcf_id']}\n"
+        f"- shipping speed: {ctx.facts['mcf_speed']}\n"
+        f"- promised delivery by: {local_time(ctx, _dt(ctx.facts.get('promised_arrival')))}"
+    )
+    found = write_note(ctx, "fulfillment", body, status="open", mention=staff if slow else None)
+    return Done("delete_in_boss", detail="FBA note" + (f", @{staff}" if slow else ""), found=found,
+                external_ref=ctx.external_ref)
+
+
+def _dt(value: Any) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def delete_in_boss(ctx: StepContext) -> Outcome:
+    detail = ctx.systems.boss_detail
+    view = detail.open(ctx.order_number)
+    if view.order_number != ctx.order_number:
+        raise OrderMismatch(f"BOSS opened order {view.order_number} instead of {ctx.order_number}")
+    if view.state == BOSS_DELETED:
+        return Done("wait_for_tracking", detail="already deleted in BOSS", found=True)
+    ctx.act("boss", "order_deletion", lambda: detail.delete_order(ctx.order_number))
+    ctx.systems.forget_boss_listing()
+    return Done("wait_for_tracking", detail="Order Deletion in BOSS")
+
+
+def wait_for_tracking(ctx: StepContext) -> Outcome:
+    if ctx.facts.get("shipment") == "office":
+        if not ctx.facts.get("tracking_number"):
+            return NotYet(ctx.now + timedelta(days=1),
+                          f"office shipment: waiting for `kuroko ship {ctx.order_number} --carrier … --tracking …`")
+        return Done("send_shipping_mail", detail="office shipment: tracking given by a person")
+    order = ctx.systems.fulfillment.get_order(ctx.facts["mcf_id"])
+    if order is None:
+        raise ApiError(f"Amazon has no MCF order {ctx.facts['mcf_id']} although it was created", code="NotFound")
+    if order.status.upper() in ("CANCELLED", "UNFULFILLABLE", "INVALID"):
+        raise BusinessRuleError(f"Amazon reports MCF order {order.seller_fulfillment_order_id} as {order.status}",
+                                code="mcf_not_shipping")
+    package = next((p for p in order.packages if p.tracking_number), None)
+    if package is None:
+        promised = order.promised_arrival
+        if promised is not None and ctx.now > promised:
+            raise BusinessRuleError(
+                f"MCF order {order.seller_fulfillment_order_id} has not shipped by its estimated delivery date "
+                f"({local_time(ctx, promised)}): contact Seller Support", code="mcf_late")
+        return NotYet(ctx.now + timedelta(hours=ctx.settings.tracking_check_hours),
+                      f"MCF order {order.status}: not shipped yet")
+    carrier = ctx.settings.carrier_map.get(package.carrier_code)
+    if carrier is None:
+        raise UnknownValue(f"Amazon's carrier code {package.carrier_code!r} has no RMS shipping company in "
+                           "KUROKO_CARRIER_MAP; add it, then release the order")
+    ctx.facts.update(carrier_code=package.carrier_code, carrier=carrier,
+                     tracking_number=normalize_tracking_number(package.tracking_number),
+                     ship_date=local_date(ctx, package.shipped_at or ctx.now))
+    return Done("send_shipping_mail", detail=f"shipped: {carrier} {ctx.facts['tracking_number']}",
+                external_ref=f"package {package.package_number}")
+
+
+def send_shipping_mail(ctx: StepContext) -> Outcome:
+    template = shipping_template(ctx.settings, ctx.facts["carrier"])
+    view = rms_view(ctx, fresh=True)
+    sent = [m for m in view.mails if m.template in SHIPPING_TEMPLATES.values()]
+    if sent:
+        return Done("set_rms_shipping", detail=f"{sent[0].template} already sent", external_ref=sent[0].mail_id,
+                    found=True)
+    ship_date = ctx.facts.setdefault("ship_date", local_date(ctx))
+    fields = {"order_number": ctx.order_number, "ship_date": ship_date, "carrier": ctx.facts["carrier"],
+              "tracking_number": ctx.facts["tracking_number"]}
+    new_view = ctx.act("rms", "send_shipping_mail", lambda: ctx.systems.rms.send_mail(template, fields),
+                       template=SHIPPING_TEMPLATES[template], **fields)
+    ctx.systems.remember_rms(new_view)
+    ctx.facts["shipping_template"] = SHIPPING_TEMPLATES[template]
+    return Done("set_rms_shipping", detail=f"{SHIPPING_TEMPLATES[template]} sent")
+
+
+def set_rms_shipping(ctx: StepContext) -> Outcome:
+    from datetime import date
+
+    view = rms_view(ctx)
+    today = local_date(ctx)
+    wanted = (ctx.facts["carrier"], ctx.facts["tracking_number"])
+    if (view.shipping_company, view.tracking_number) == wanted and view.shipping_date is not None:
+        ctx.facts.setdefault("shipping_set_on", view.shipping_date.isoformat())
+        return Done("check_completion", detail="shipping fields already set", found=True)
+    new_view = ctx.act("rms", "set_shipping",
+                       lambda: ctx.systems.rms.set_shipping(wanted[0], date.fromisoformat(today), wanted[1]),
+                       company=wanted[0], date=today, tracking=wanted[1])
+    ctx.systems.remember_rms(new_view)
+    ctx.facts["shipping_set_on"] = today
+    return Done("check_completion", detail=f"配送会社 {wanted[0]}, 発送日 {today}, お荷物伝票番号 {wanted[1]}")
+
+
+def check_completion(ctx: StepContext) -> Outcome:
+    zone = tz(ctx)
+    set_on = datetime.fromisoformat(ctx.facts["shipping_set_on"]).date()
+    next_day = datetime.combine(set_on + timedelta(days=1), time(9, 0), tzinfo=zone)
+    if ctx.now < next_day:
+        return NotYet(next_day, "RMS reflects the shipment the next day")
+    view = rms_view(ctx, fresh=True)
+    if view.status == RMS_COMPLETE:
+        return Done("close_completed", detail="RMS: 完了")
+    if ctx.now - next_day > timedelta(days=ctx.settings.completion_wait_days):
+        raise BusinessRuleError(f"RMS still shows {view.status!r} {ctx.settings.completion_wait_days} days after "
+                                "the shipping fields were set", code="rms_not_complete")
+    return NotYet(ctx.now + timedelta(days=1), f"RMS shows {view.status!r}, not 完了 yet")
+
+
+def close_completed(ctx: StepContext) -> Outcome:
+    body = (
+        f"Shipping notification ({ctx.facts.get('shipping_template', '発送メール')}) sent: "
+        f"{ctx.facts.get('carrier')} {ctx.facts.get('tracking_number')}, shipped {ctx.facts.get('ship_date')}.\n"
+        "Shipment completion confirmed in RMS (完了)."
+    )
+    found = write_note(ctx, "completed", body, status="solved")
+    return Done(None, detail="completion note, ticket solved", external_ref=ctx.external_ref, found=found)
+
+
+PROCEDURE = Procedure(
+    name=NAME,
+    first_step="check_boss",
+    steps={
+        "check_boss": check_boss,
+        "close_in_stock": close_in_stock,
+        "verify_physical_sim": verify_physical_sim,
+        "confirm_order": confirm_order,
+        "send_thank_you": send_thank_you,
+        "create_mcf_order": create_mcf_order,
+        "note_fulfillment": note_fulfillment,
+        "delete_in_boss": delete_in_boss,
+        "wait_for_tracking": wait_for_tracking,
+        "send_shipping_mail": send_shipping_mail,
+        "set_rms_shipping": set_rms_shipping,
+        "check_completion": check_completion,
+        "close_completed": close_completed,
+    },
+    needs_person={
+        "check_boss": "Find the order in BOSS by hand and decide whether it ships from RSL or needs MCF.",
+        "verify_physical_sim": "Handle this order by hand (eSIM or mixed orders are not shipped by this "
+                               "procedure); nothing was clicked in RMS or Amazon.",
+        "wait_for_tracking": "Check the shipment in Seller Central and fill in the shipping details by hand, or "
+                             "fix the setting named above and release the order.",
+    },
+)
