@@ -1,0 +1,142 @@
+"""Starting the sandbox as a child process on free ports, and talking to its admin API — used by
+the tests, `kuroko demo` and the benchmark."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class SandboxAdmin:
+    """A running sandbox, and its admin API in plain words."""
+
+    urls: dict[str, str]
+    client: httpx.Client
+
+    @property
+    def admin(self) -> str:
+        return self.urls["admin"]
+
+    def get(self, path: str, **params: Any) -> Any:
+        r = self.client.get(self.admin + path, params=params or None)
+        r.raise_for_status()
+        return r.json()
+
+    def post(self, path: str, body: dict[str, Any] | None = None) -> Any:
+        r = self.client.post(self.admin + path, json=body or {})
+        r.raise_for_status()
+        return r.json()
+
+    def reset(self, seed: int = 1, scenario: str | None = "stocked", orders: int | None = None) -> Any:
+        return self.post("/admin/reset", {"seed": seed, "scenario": scenario, "orders": orders})
+
+    def advance(self, **delta: float) -> datetime:
+        return datetime.fromisoformat(self.post("/admin/clock/advance", delta)["now"])
+
+    def now(self) -> datetime:
+        return datetime.fromisoformat(self.get("/admin/clock")["now"])
+
+    def place_order(self, skus: dict[str, int] | list[str], **kw: Any) -> dict[str, Any]:
+        return self.post("/admin/orders", {"skus": skus, **kw})
+
+    def set_stock(self, rsl: dict[str, int] | None = None, fba: dict[str, int] | None = None) -> Any:
+        return self.post("/admin/stock", {"rsl": rsl or {}, "fba": fba or {}})
+
+    def fault(self, system: str, **knobs: Any) -> Any:
+        return self.post("/admin/faults", {"system": system, **knobs})
+
+    def clear_faults(self) -> None:
+        self.client.delete(self.admin + "/admin/faults").raise_for_status()
+
+    def order(self, order_number: str) -> dict[str, Any]:
+        return self.get(f"/admin/orders/{order_number}")
+
+    def state(self) -> dict[str, Any]:
+        return self.get("/admin/state")
+
+    def summary(self) -> dict[str, Any]:
+        return self.get("/admin/summary")
+
+    def audit(self, system: str | None = None, action: str | None = None) -> list[dict[str, Any]]:
+        return self.get("/admin/audit", **{k: v for k, v in {"system": system, "action": action}.items() if v})
+
+    def robot_env(self) -> dict[str, str]:
+        """KUROKO_* variables that point the robot at this sandbox."""
+        env = {f"KUROKO_{name.upper()}_URL": self.urls[name] for name in ("boss", "rms", "zendesk", "spapi")}
+        env["KUROKO_LWA_URL"] = self.urls["spapi"]
+        env["KUROKO_CLOCK_URL"] = self.admin + "/admin/clock"
+        return env
+
+
+class SandboxProcess:
+    """``with SandboxProcess() as sandbox: ...`` — started on free 127.0.0.1 ports, stopped after."""
+
+    def __init__(self, workdir: Path | None = None, *, scenario: str | None = None, seed: int = 1,
+                 orders: int | None = None, startup_seconds: float = 60) -> None:
+        self.workdir = workdir or Path(tempfile.mkdtemp(prefix="kuroko-sandbox-"))
+        self.scenario, self.seed, self.orders = scenario, seed, orders
+        self.startup_seconds = startup_seconds
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.admin: SandboxAdmin | None = None
+
+    def __enter__(self) -> SandboxAdmin:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "sandbox.log"
+
+    def start(self) -> SandboxAdmin:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        ready = self.workdir / "sandbox-urls.json"
+        ready.unlink(missing_ok=True)
+        args = [sys.executable, "-m", "sandbox", "--any-port", "--quiet", "--ready-file", str(ready),
+                "--seed", str(self.seed)]
+        if self.scenario:
+            args += ["--scenario", self.scenario]
+        if self.orders:
+            args += ["--orders", str(self.orders)]
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(args, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                         env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        deadline = time.monotonic() + self.startup_seconds
+        while not ready.exists():
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the sandbox exited with {self.proc.returncode}; see {self.log_path}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"the sandbox did not start within {self.startup_seconds:.0f} s; see {self.log_path}")
+            time.sleep(0.05)
+        self.admin = SandboxAdmin(json.loads(ready.read_text()), httpx.Client(timeout=60))
+        return self.admin
+
+    def stop(self) -> None:
+        if self.admin is not None:
+            self.admin.client.close()
+            self.admin = None
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+            self.proc = None
