@@ -7,6 +7,7 @@ import sys
 import time
 from collections import Counter
 from datetime import datetime
+from pathlib import Path
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
@@ -229,6 +230,95 @@ def sandbox(base_port: Annotated[int, typer.Option(help="Admin API port; BOSS, R
     from sandbox.server import run as run_sandbox
 
     run_sandbox(base_port=base_port, scenario=scenario, seed=seed, orders=orders)
+
+
+@app.command()
+def replay(order_number: str,
+           from_step: Annotated[str | None, typer.Option("--from", help="Start at this step (default: the first).")] = None,
+           dry_run: DryRunOpt = False, headed: HeadedOpt = False, slow_mo: SlowMoOpt = 0,
+           trace: Annotated[str, typer.Option(help="retain-on-failure | on | off")] = "on") -> None:
+    """Re-run one order's procedure now, reconciling as always (a finished order stays unchanged)."""
+    settings = get_settings()
+    runner = make_runner(settings, dry_run=dry_run, headed=headed, slow_mo=slow_mo, trace=trace)
+    order = find_order_or_fail(runner.ledger, order_number)
+    try:
+        result, actions = runner.replay(order.id, from_step=from_step)
+    except KurokoError as exc:
+        fail(exc.message)
+    finally:
+        runner.systems.close()
+    verb = "would do" if dry_run else "did"
+    console.print(f"Replayed {order_number}: now {result}. It {verb}: {', '.join(actions) or 'nothing new'}")
+
+
+@app.command()
+def report(output: Annotated[Path | None, typer.Option("--output", "-o", help="Where to write the HTML.")] = None
+           ) -> None:
+    """Write one self-contained HTML report of every order, its audit trail and evidence."""
+    from bots.report import write_report
+
+    settings = get_settings()
+    path = write_report(settings, open_ledger(settings), output or settings.data_dir / "report.html")
+    console.print(f"Report written: {path.resolve()}")
+
+
+@app.command()
+def schedule(file: Annotated[Path | None, typer.Option("--file", help="Schedule TOML.")] = None) -> None:
+    """Run unattended: APScheduler runs the jobs in schedules/default.toml until SIGINT/SIGTERM."""
+    from bots.logs import setup_logging
+    from bots.runner import Runner
+    from bots.schedule import DEFAULT_SCHEDULE, run_schedule
+    from bots.systems import Systems
+
+    settings = get_settings()
+    setup_logging(settings)
+    ledger = open_ledger(settings)
+    clock = clock_from_url(settings.clock_url)
+    current: list[Any] = []
+    stopping: list[bool] = []
+
+    def run_bot(bot: str) -> None:
+        if stopping:
+            return
+        systems = Systems(settings)
+        runner = Runner(settings, ledger, systems, clock)
+        current[:] = [runner]
+        try:
+            report = runner.run_pass()
+            from loguru import logger
+
+            logger.info("pass done: {} orders run ({})", report.orders_run, dict(report.outcomes))
+        except Exception as exc:
+            from loguru import logger
+
+            logger.exception("the pass failed: {}", exc)
+        finally:
+            systems.close()
+            current.clear()
+
+    def on_stop() -> None:
+        stopping.append(True)
+        for runner in current:
+            runner.stop_requested = True
+
+    try:
+        run_schedule(file or DEFAULT_SCHEDULE, run_bot, on_stop, settings.data_dir)
+    except ConfigurationError as exc:
+        fail(exc.message)
+
+
+@app.command()
+def demo(orders: Annotated[int, typer.Option(help="How many orders the seeded day has.")] = 50,
+         seed: int = 20261120, headed: HeadedOpt = False,
+         data_dir: Annotated[Path, typer.Option(help="Where the demo's ledger and report go.")] = Path("data/demo"),
+         ) -> None:
+    """Start the sandbox, seed a day, run the robot through it with the clock moving, show the outcome."""
+    from bots.demo import run_demo
+
+    result = run_demo(console, orders=orders, seed=seed, data_dir=data_dir, headed=headed)
+    if not result.consistent:
+        err.print("[bold red]The robot's ledger and the sandbox disagree (see the table above).[/]")
+        raise typer.Exit(1)
 
 
 def main() -> None:

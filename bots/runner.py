@@ -113,6 +113,18 @@ class Runner:
         self.emit("pass_finished", report=report)
         return report
 
+    def replay(self, order_id: int, *, from_step: str | None = None) -> tuple[str, list[str]]:
+        """Run one order now from ``from_step`` (default: the first step), whatever its state."""
+        self.systems.new_pass()
+        now = self.clock.now()
+        if not self.dry_run and not self.ledger.claim(order_id, self.worker_id):
+            raise KurokoError("another robot is working on this order right now; try again in a few minutes")
+        try:
+            return self.run_order(order_id, now, from_step=from_step or self.procedure.first_step)
+        finally:
+            if not self.dry_run:
+                self.ledger.release_lease(order_id, self.worker_id)
+
     # --- one order -------------------------------------------------------------------------
     def run_order(self, order_id: int, now: datetime, *, from_step: str | None = None) -> tuple[str, list[str]]:
         """Run the order's due steps until it waits, is held, completes or fails. Returns the

@@ -1,0 +1,161 @@
+"""``kuroko demo``: start the sandbox, seed a realistic day, run the robot through it with the
+clock moving (30 minutes, the next day, tracking), print what happened — checked against what the
+sandbox itself says — and write the HTML report."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from bots.ledger import Ledger
+from bots.settings import Settings
+from sandbox.process import SandboxAdmin, SandboxProcess
+
+TIMELINE: list[tuple[str, dict[str, float]]] = [
+    ("12:00, the morning's orders are in", {}),
+    ("31 minutes later: no RSL stock means MCF", {"minutes": 31}),
+    ("2 hours later: orders BOSS never listed go to a person", {"hours": 2}),
+    ("next morning: Amazon has shipped", {"hours": 20}),
+    ("a day later: RMS shows shipments complete", {"days": 1}),
+    ("another day: the rest", {"days": 1}),
+]
+
+
+@dataclass
+class DemoResult:
+    robot: dict[str, int]
+    sandbox: dict[str, int]
+    report: Path
+    ledger_url: str
+
+    @property
+    def consistent(self) -> bool:
+        return self.robot == self.sandbox
+
+
+def robot_counts(ledger: Ledger) -> dict[str, int]:
+    """What the robot's own ledger says it did."""
+    actions = Counter(e.action for e in ledger.audit_trail() if e.actor == "robot")
+    return {
+        "tickets solved": actions["note_in_stock"] + actions["note_completed"],
+        "MCF orders created": actions["create_mcf_order"],
+        "サンクスメール sent": actions["send_thank_you_mail"],
+        "発送メール sent": actions["send_shipping_mail"],
+        "BOSS deletions": actions["order_deletion"],
+        "BOSS cancellations": 0,
+    }
+
+
+def sandbox_counts(admin: SandboxAdmin) -> dict[str, int]:
+    """What the four systems say happened."""
+    summary = admin.summary()
+    mails = summary["mails_by_template"]
+    return {
+        "tickets solved": summary["tickets_by_status"].get("solved", 0),
+        "MCF orders created": summary["mcf_orders"],
+        "サンクスメール sent": mails.get("サンクスメール", 0),
+        "発送メール sent": mails.get("発送メール JM", 0) + mails.get("発送メール JS", 0),
+        "BOSS deletions": summary["boss_deletions"],
+        "BOSS cancellations": summary["boss_cancellations"],
+    }
+
+
+def play_office_staff(ledger: Ledger, admin: SandboxAdmin, console: Console) -> None:
+    """The demo plays the office: office shipments get a carrier and tracking number."""
+    for n, order in enumerate(o for o in ledger.orders() if o.facts.get("shipment") == "office"
+                              and not o.facts.get("tracking_number") and o.state == "active"):
+        tracking = f"4471-2033-{5100 + n:04d}"
+        ledger.update_order(order.id, admin.now(), next_due_at=admin.now(),
+                            facts={"carrier": "日本郵便", "tracking_number": tracking})
+        ledger.audit(order_id=order.id, at=admin.now(), actor="person (demo office staff)", system="kuroko",
+                     action="office_shipped", detail={"carrier": "日本郵便", "tracking": tracking})
+        console.print(f"  [dim](the demo plays the office: kuroko ship {order.order_number} --carrier 日本郵便 "
+                      f"--tracking {tracking})[/]")
+
+
+def run_demo(console: Console, *, orders: int = 50, seed: int = 20261120, data_dir: Path = Path("data/demo"),
+             headed: bool = False) -> DemoResult:
+    from bots.clock import clock_from_url
+    from bots.logs import setup_logging
+    from bots.progress import PassProgress
+    from bots.report import write_report
+    from bots.runner import Runner
+    from bots.systems import Systems
+
+    if data_dir.exists():
+        shutil.rmtree(data_dir)
+    console.print(f"[bold]Kuroko demo[/]: a seeded day of {orders} Rakuten orders (seed {seed}) in the sandbox.")
+    with SandboxProcess(scenario="day", seed=seed, orders=orders) as admin:
+        saved = {k: os.environ.get(k) for k in admin.robot_env()}
+        os.environ.update(admin.robot_env())
+        try:
+            settings = Settings(data_dir=data_dir, headless=not headed)
+            setup_logging(settings, console=False)
+            ledger = Ledger(settings.ledger_database_url())
+            console.print(f"Sandbox up: BOSS {admin.urls['boss']}/orders · RMS {admin.urls['rms']} · "
+                          f"Zendesk {admin.urls['zendesk']} · SP-API {admin.urls['spapi']}")
+            systems = Systems(settings, headless=not headed)
+            try:
+                with PassProgress(console) as progress:
+                    runner = Runner(settings, ledger, systems, clock_from_url(settings.clock_url),
+                                    listener=progress.listener)
+                    for label, delta in TIMELINE:
+                        if delta:
+                            admin.advance(**delta)
+                        play_office_staff(ledger, admin, console)
+                        report = runner.run_pass()
+                        progress.finish()
+                        outcomes = ", ".join(f"{k} {v}" for k, v in sorted(report.outcomes.items())) or "nothing due"
+                        console.print(f"[cyan]{label}[/]: {report.orders_run} orders worked ({outcomes})")
+            finally:
+                systems.close()
+            result = DemoResult(robot_counts(ledger), sandbox_counts(admin),
+                                write_report(settings, ledger, data_dir / "report.html", title="Kuroko demo"),
+                                settings.ledger_database_url())
+            print_summary(console, ledger, result)
+            ledger.close()
+            return result
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+
+
+def print_summary(console: Console, ledger: Ledger, result: DemoResult) -> None:
+    orders = ledger.orders()
+    outcome = Table(title="Orders")
+    for col in ("outcome", "path", "orders"):
+        outcome.add_column(col)
+    for (state, path), n in sorted(Counter((o.state, o.path or "-") for o in orders).items()):
+        outcome.add_row({"done": "complete", "held": "held for a person", "active": "waiting"}[state], path, str(n))
+    console.print(outcome)
+    reasons = Counter(o.hold_code for o in orders if o.state == "held")
+    if reasons:
+        held = Table(title="Why orders were handed to a person")
+        held.add_column("reason")
+        held.add_column("orders")
+        for code, n in reasons.most_common():
+            held.add_row(str(code), str(n))
+        console.print(held)
+    check = Table(title="What the robot says it did vs. what the sandbox saw")
+    for col in ("", "robot's ledger", "sandbox", ""):
+        check.add_column(col)
+    for key, mine in result.robot.items():
+        theirs = result.sandbox[key]
+        check.add_row(key, str(mine), str(theirs), "[green]✓[/]" if mine == theirs else "[red]✗[/]")
+    console.print(check)
+    console.print(f"Report: [bold]{result.report.resolve()}[/]  (open it in a browser)")
+    console.print(f"Ledger: {result.ledger_url}  — try `KUROKO_DATA_DIR={result.report.parent} kuroko status`")
+
+
+def summary_dict(result: DemoResult) -> dict[str, Any]:
+    return {"robot": result.robot, "sandbox": result.sandbox, "report": str(result.report)}

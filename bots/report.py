@@ -1,0 +1,112 @@
+"""``kuroko report``: one self-contained HTML file of what the robot did — orders by outcome, each
+order's audit trail, held orders with their reasons, failure screenshots inline, links to traces."""
+
+from __future__ import annotations
+
+import base64
+import html
+from collections import Counter
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from bots.ledger import Ledger, Order, OrderState
+from bots.logs import redact
+from bots.settings import Settings
+
+STYLE = """
+body{font-family:"Noto Sans CJK JP","Noto Sans",sans-serif;margin:2rem;color:#222;max-width:1200px}
+h1{font-size:1.5rem} h2{margin-top:2rem;border-bottom:2px solid #333}
+table{border-collapse:collapse;width:100%;margin:.5rem 0} td,th{border:1px solid #ccc;padding:.3rem .5rem;
+text-align:left;vertical-align:top;font-size:.9rem} th{background:#f3f3f3}
+.held{background:#fff4e5} .done{background:#eef9ee} .active{background:#eef3ff}
+details{margin:.4rem 0;border:1px solid #ddd;padding:.3rem .6rem;border-radius:4px}
+summary{cursor:pointer;font-weight:600} img{max-width:100%;border:1px solid #999;margin:.3rem 0}
+.tag{display:inline-block;padding:0 .4rem;border-radius:3px;background:#eee;margin-right:.3rem}
+"""
+
+
+def _esc(text: object) -> str:
+    return html.escape(redact(str(text)) if text is not None else "")
+
+
+def _when(settings: Settings, moment: datetime | None) -> str:
+    return moment.astimezone(ZoneInfo(settings.timezone)).strftime("%Y-%m-%d %H:%M") if moment else "-"
+
+
+def _evidence_html(paths: list[str], out_dir: Path) -> str:
+    parts = []
+    for raw in paths:
+        path = Path(raw)
+        if not path.exists():
+            parts.append(f"<div>missing: {_esc(path.name)}</div>")
+        elif path.suffix == ".png":
+            data = base64.b64encode(path.read_bytes()).decode()
+            parts.append(f'<div>{_esc(path.name)}<br><img alt="{_esc(path.name)}" src="data:image/png;base64,{data}"></div>')
+        else:
+            try:
+                href = path.resolve().relative_to(out_dir.resolve())
+            except ValueError:
+                href = path.resolve()
+            parts.append(f'<div>trace: <a href="{_esc(href)}">{_esc(path.name)}</a> '
+                         f'(open with <code>playwright show-trace</code>)</div>')
+    return "".join(parts)
+
+
+def order_section(settings: Settings, ledger: Ledger, order: Order, out_dir: Path) -> str:
+    rows = []
+    evidence: list[str] = []
+    for step in ledger.steps(order.id):
+        evidence += step.evidence or []
+        rows.append(
+            f"<tr><td>{_esc(step.name)}</td><td>{_esc(step.status)}</td><td>{step.attempt}</td>"
+            f"<td>{_esc(step.external_ref or '')}</td><td>{_esc(step.error_message or step.detail or '')}</td></tr>"
+        )
+    audit = "".join(
+        f"<tr><td>{_when(settings, e.at)}</td><td>{_esc(e.actor)}</td><td>{_esc(e.system)}</td>"
+        f"<td>{_esc(e.action)}</td><td>{_esc(e.detail or '')}</td></tr>"
+        for e in ledger.audit_trail(order.id)
+    )
+    hold = f"<p><b>Held:</b> {_esc(order.hold_reason)}</p>" if order.hold_reason else ""
+    return (
+        f'<details class="{order.state}" id="{_esc(order.order_number)}"><summary>{_esc(order.order_number)} — '
+        f'{_esc(order.state)} · {_esc(order.path or "-")} · ticket #{order.ticket_id} · next: {_esc(order.step)}'
+        f"</summary>{hold}"
+        "<table><tr><th>step</th><th>status</th><th>attempt</th><th>reference</th><th>detail / error</th></tr>"
+        f"{''.join(rows)}</table>"
+        "<table><tr><th>when (JST)</th><th>who</th><th>system</th><th>action</th><th>detail</th></tr>"
+        f"{audit}</table>{_evidence_html(evidence, out_dir)}</details>"
+    )
+
+
+def write_report(settings: Settings, ledger: Ledger, path: Path, *, title: str = "Kuroko report") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    orders = ledger.orders()
+    by_outcome = Counter((o.state, o.path or "-") for o in orders)
+    summary = "".join(f"<tr><td>{_esc(s)}</td><td>{_esc(p)}</td><td>{n}</td></tr>"
+                      for (s, p), n in sorted(by_outcome.items()))
+    held = [o for o in orders if o.state == OrderState.HELD.value]
+    held_rows = "".join(
+        f'<tr><td><a href="#{_esc(o.order_number)}">{_esc(o.order_number)}</a></td><td>{o.ticket_id}</td>'
+        f"<td>{_esc(o.step)}</td><td>{_esc(o.hold_code)}</td><td>{_esc(o.hold_reason)}</td></tr>"
+        for o in held
+    )
+    sections = []
+    for state in (OrderState.HELD.value, OrderState.ACTIVE.value, OrderState.DONE.value):
+        group = [o for o in orders if o.state == state]
+        if group:
+            sections.append(f"<h2>{state} ({len(group)})</h2>"
+                            + "".join(order_section(settings, ledger, o, path.parent) for o in group))
+    document = (
+        f'<!doctype html><html lang="ja"><head><meta charset="utf-8"><title>{_esc(title)}</title>'
+        f"<style>{STYLE}</style></head><body><h1>{_esc(title)}</h1>"
+        f"<p>{len(orders)} orders · written {datetime.now(ZoneInfo(settings.timezone)):%Y-%m-%d %H:%M} JST</p>"
+        "<h2>Orders by outcome</h2><table><tr><th>state</th><th>path</th><th>orders</th></tr>"
+        f"{summary}</table>"
+        "<h2>Held for a person</h2>"
+        + ("<table><tr><th>order</th><th>ticket</th><th>step</th><th>code</th><th>reason</th></tr>"
+           f"{held_rows}</table>" if held else "<p>None.</p>")
+        + "".join(sections) + "</body></html>"
+    )
+    path.write_text(document, encoding="utf-8")
+    return path
