@@ -37,7 +37,7 @@ test: install
 	$(BIN)/pytest
 
 bench: install
-	$(BIN)/python -m bench
+	$(BIN)/python -m bots.bench
 
 chaos: install
 	$(BIN)/pytest -m chaos_full tests/test_crash_safety.py

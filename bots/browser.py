@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections import Counter
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -48,8 +49,8 @@ class Browser:
         self._browser: PwBrowser | None = None
         self._contexts: dict[str, BrowserContext] = {}
         self._pages: dict[str, Page] = {}
-        self.page_loads = 0
-        """Documents loaded (navigations and form posts), for the benchmark."""
+        self.page_loads: Counter[str] = Counter()
+        """Documents loaded (navigations and form posts) per site, for the benchmark."""
 
     # --- lifecycle -------------------------------------------------------------------------
     def __enter__(self) -> Browser:
@@ -98,15 +99,15 @@ class Browser:
                 options["storage_state"] = str(state)
             context = self._browser.new_context(**options)
             context.set_default_timeout(self.settings.navigation_timeout_ms)
-            context.on("request", self._count_document)
+            context.on("request", lambda request, site=site: self._count_document(site, request))
             if self.tracing:
                 context.tracing.start(screenshots=True, snapshots=True, sources=False)
             self._contexts[site] = context
         return self._contexts[site]
 
-    def _count_document(self, request: Any) -> None:
+    def _count_document(self, site: str, request: Any) -> None:
         if request.resource_type == "document":
-            self.page_loads += 1
+            self.page_loads[site] += 1
 
     def page(self, site: str) -> Page:
         page = self._pages.get(site)

@@ -92,3 +92,5 @@ class Procedure:
     steps: dict[str, Step]
     needs_person: dict[str, str] = field(default_factory=dict)
     """Per step: what a person must decide when the step is handed over (for the note)."""
+    prepare_pass: Callable[[Systems, list[Order]], None] | None = None
+    """Reads shared by all due orders, done once at the start of a pass."""

@@ -32,7 +32,7 @@ from bots.order_mail import ORDER_MAIL_SUBJECTS, normalize_tracking_number, read
 from bots.procedure import Done, NotYet, Outcome, Procedure, StepContext
 
 if TYPE_CHECKING:
-    from bots.ledger import Ledger
+    from bots.ledger import Ledger, Order
     from bots.settings import Settings
     from bots.systems import Systems
     from pages.rakuten.order_page import RmsOrderView
@@ -479,7 +479,14 @@ def close_completed(ctx: StepContext) -> Outcome:
     return Done(None, detail="completion note, ticket solved", external_ref=ctx.external_ref, found=found)
 
 
+def prepare_pass(systems: Systems, due: list[Order]) -> None:
+    """Read the BOSS list once for every due order that needs it."""
+    if any(order.step == "check_boss" for order in due):
+        systems.boss_listing()
+
+
 PROCEDURE = Procedure(
+    prepare_pass=prepare_pass,
     name=NAME,
     first_step="check_boss",
     steps={

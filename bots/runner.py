@@ -88,6 +88,11 @@ class Runner:
         self.release_untagged(now)
         report.intake = intake(self.ledger, self.systems, self.settings, now, dry_run=self.dry_run)
         due = self.ledger.due_orders(now, self.procedure.name)
+        if due and self.procedure.prepare_pass is not None:
+            try:
+                self.procedure.prepare_pass(self.systems, due)
+            except Exception as exc:  # each order's step meets the same failure and handles it
+                logger.warning("preparing the pass failed: {}", redact(str(exc)))
         self.emit("pass_started", due=len(due), intake=len(report.intake))
         for index, order in enumerate(due, 1):
             if self.stop_requested:
@@ -318,7 +323,8 @@ class Runner:
     def _metrics(self) -> dict[str, int]:
         s = self.systems
         return {
-            "page_loads": s.page_loads,
+            "boss_page_loads": s.page_loads("boss"),
+            "rms_page_loads": s.page_loads("rakuten"),
             "zendesk_requests": s.helpdesk.request_count() if s._helpdesk is not None else 0,
             "spapi_requests": s.fulfillment.request_count() if s._fulfillment is not None else 0,
         }

@@ -70,9 +70,8 @@ class Systems:
     def browser_started(self) -> bool:
         return self._browser is not None
 
-    @property
-    def page_loads(self) -> int:
-        return self._browser.page_loads if self._browser else 0
+    def page_loads(self, site: str) -> int:
+        return self._browser.page_loads[site] if self._browser else 0
 
     def _boss_site(self):  # type: ignore[no-untyped-def]
         from pages.boss.site import BossSite
@@ -146,9 +145,6 @@ class Systems:
         """Forget what was read in the previous pass."""
         self._boss_listing = None
         self._rms_view = None
-
-    def forget_boss_listing(self) -> None:
-        self._boss_listing = None
 
     def reset_sites(self) -> None:
         """After an application error: fresh browser contexts (from the saved logins)."""

@@ -1,0 +1,208 @@
+"""``make bench``: a seeded day of orders through the sandbox, measured.
+
+Per path (in stock, MCF, office, held): orders completed, wall time per order (median and 95th
+percentile), and per order the browser page loads (BOSS / RMS), Zendesk requests and SP-API
+requests; the peak memory of the robot with its browser; how often the BOSS list was read per pass.
+Results are printed and written to ``test-results/bench.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import threading
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from bots.ledger import Ledger, Order
+from bots.settings import Settings
+from sandbox.process import SandboxProcess
+
+RESULTS = Path("test-results")
+
+
+def _rss_kib(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        pass
+    return 0
+
+
+def _descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = defaultdict(list)
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    parent = int(stat.read().rsplit(")", 1)[1].split()[1])
+                children[parent].append(int(entry))
+            except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
+                continue
+    found, stack = [], [pid]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            found.append(child)
+            stack.append(child)
+    return found
+
+
+class PeakMemory:
+    """Samples the RSS of this process plus its children (Chromium, Playwright's driver) —
+    but not the sandbox, which is measured apart."""
+
+    def __init__(self, exclude: int | None = None, interval: float = 0.25) -> None:
+        self.exclude = exclude
+        self.interval = interval
+        self.peak_kib = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        me = os.getpid()
+        while not self._stop.is_set():
+            excluded = {self.exclude, *(_descendants(self.exclude) if self.exclude else [])}
+            pids = [me, *(p for p in _descendants(me) if p not in excluded)]
+            self.peak_kib = max(self.peak_kib, sum(_rss_kib(p) for p in pids))
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> PeakMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def path_of(order: Order) -> str:
+    if order.state == "held":
+        return "held"
+    return order.path or "-"
+
+
+def summarize(orders: list[Order]) -> dict[str, dict[str, Any]]:
+    groups: dict[str, list[Order]] = defaultdict(list)
+    for order in orders:
+        groups[path_of(order)].append(order)
+    table: dict[str, dict[str, Any]] = {}
+    for path, group in sorted(groups.items()):
+        metrics = [o.facts.get("metrics", {}) for o in group]
+        seconds = [m.get("seconds", 0.0) for m in metrics]
+
+        def mean(key: str, ms: list[dict[str, Any]] = metrics) -> float:
+            return round(statistics.fmean(m.get(key, 0) for m in ms), 2) if ms else 0.0
+
+        table[path] = {
+            "orders": len(group),
+            "completed": sum(o.state == "done" for o in group),
+            "median_s": round(statistics.median(seconds), 3) if seconds else 0.0,
+            "p95_s": round(percentile(seconds, 0.95), 3),
+            "boss_page_loads": mean("boss_page_loads"),
+            "rms_page_loads": mean("rms_page_loads"),
+            "max_rms_page_loads": max((m.get("rms_page_loads", 0) for m in metrics), default=0),
+            "zendesk_requests": mean("zendesk_requests"),
+            "spapi_requests": mean("spapi_requests"),
+        }
+    return table
+
+
+def run_bench(console: Console, *, orders: int, seed: int, data_dir: Path) -> dict[str, Any]:
+    import shutil
+
+    from bots.clock import clock_from_url
+    from bots.demo import TIMELINE, play_office_staff
+    from bots.logs import setup_logging
+    from bots.runner import Runner
+    from bots.systems import Systems
+
+    if data_dir.exists():
+        shutil.rmtree(data_dir)
+    console.print(f"[bold]Benchmark[/]: a seeded day of {orders} orders (seed {seed}) …")
+    sandbox = SandboxProcess(scenario="day", seed=seed, orders=orders, startup_seconds=300)
+    with sandbox as admin:
+        os.environ.update(admin.robot_env())
+        settings = Settings(data_dir=data_dir)
+        setup_logging(settings, console=False)
+        ledger = Ledger(settings.ledger_database_url())
+        sandbox_pid = sandbox.proc.pid if sandbox.proc else None
+        passes: list[dict[str, Any]] = []
+        started = time.perf_counter()
+        systems = Systems(settings)
+        with PeakMemory(exclude=sandbox_pid) as memory:
+            runner = Runner(settings, ledger, systems, clock_from_url(settings.clock_url))
+            for label, delta in TIMELINE:
+                if delta:
+                    admin.advance(**delta)
+                play_office_staff(ledger, admin, Console(quiet=True))
+                t0 = time.perf_counter()
+                report = runner.run_pass()
+                passes.append({"pass": label, "orders_run": report.orders_run,
+                               "boss_list_reads": report.boss_list_reads,
+                               "seconds": round(time.perf_counter() - t0, 2)})
+                console.print(f"  {label}: {report.orders_run} orders, BOSS list read {report.boss_list_reads}×, "
+                              f"{passes[-1]['seconds']} s")
+            systems.close()
+        total = time.perf_counter() - started
+        result = {
+            "orders": orders,
+            "seed": seed,
+            "wall_seconds": round(total, 1),
+            "peak_memory_mib": round(memory.peak_kib / 1024, 1),
+            "passes": passes,
+            "paths": summarize(ledger.orders()),
+            "not_taken_in": orders - len(ledger.orders()),
+        }
+        ledger.close()
+    return result
+
+
+def print_result(console: Console, result: dict[str, Any]) -> None:
+    table = Table(title=f"{result['orders']} orders in {result['wall_seconds']} s; peak memory (robot + Chromium) "
+                        f"{result['peak_memory_mib']} MiB")
+    for col in ("path", "orders", "completed", "median s/order", "p95 s/order", "BOSS loads", "RMS loads",
+                "Zendesk req", "SP-API req"):
+        table.add_column(col, justify="right" if col != "path" else "left")
+    for path, row in result["paths"].items():
+        table.add_row(path, str(row["orders"]), str(row["completed"]), f"{row['median_s']:.2f}", f"{row['p95_s']:.2f}",
+                      f"{row['boss_page_loads']:.1f}", f"{row['rms_page_loads']:.1f}",
+                      f"{row['zendesk_requests']:.1f}", f"{row['spapi_requests']:.1f}")
+    console.print(table)
+    console.print("Per-order figures are means over the order's whole life; the BOSS list is read once per pass "
+                  "(counted per pass above), not per order.")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--orders", type=int, default=200)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--data-dir", type=Path, default=Path("data/bench"))
+    args = parser.parse_args()
+    console = Console()
+    result = run_bench(console, orders=args.orders, seed=args.seed, data_dir=args.data_dir)
+    print_result(console, result)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "bench.json").write_text(json.dumps(result, indent=2, ensure_ascii=False))
+    console.print(f"Written: {RESULTS / 'bench.json'}")
+
+
+if __name__ == "__main__":
+    main()
