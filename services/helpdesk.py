@@ -1,0 +1,352 @@
+"""The robot's view of Zendesk: a small Protocol in business words, and the real client behind it
+(zenpy, unmodified).
+
+Against the sandbox (any ``KUROKO_ZENDESK_URL`` that is not ``https://<subdomain>.zendesk.com``)
+zenpy is pointed with its own switches, ``ZENPY_FORCE_NETLOC`` and ``ZENPY_FORCE_SCHEME``, which it
+reads from the environment on every request; they are (re)set before each call, and removed again
+for a real ``*.zendesk.com`` account.
+
+Rate limits: zenpy waits out a 429 itself, sleeping for ``Retry-After`` and asking again. Each
+operation here may spend at most ``rate_limit_wait_seconds`` (default 90 s: Zendesk's quota is per
+minute) waiting like that; beyond it the operation fails with ``ApiError`` code ``429`` and the
+runner's retry with backoff takes over. A 429 without ``Retry-After`` fails at once the same way.
+
+Errors: every refusal from Zendesk becomes ``bots.errors.ApiError`` whose ``code`` is the HTTP
+status (``"401"``, ``"404"``, ``"422"``, ``"429"``, ``"500"`` …; ``"merge_failed"`` and
+``"merge_pending"`` for merge jobs); connection failures and timeouts become ``SiteUnavailable``.
+Messages name the operation, Zendesk's error and description, and what to do; never a credential.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
+from typing import Any, Protocol, TypeVar
+from urllib.parse import urlsplit
+
+import requests
+from pydantic import BaseModel
+from requests.adapters import HTTPAdapter
+from zenpy import Zenpy
+from zenpy.lib.api_objects import Comment as ZenpyComment
+from zenpy.lib.api_objects import Ticket as ZenpyTicket
+from zenpy.lib.exception import APIException, RatelimitBudgetExceeded, ZenpyException
+
+from bots.errors import ApiError, ConfigurationError, SiteUnavailable
+from bots.settings import Settings
+
+ORDER_MAIL_MARK = "[Rakuten Marketplace]"
+UNSOLVED = "status<solved"
+T = TypeVar("T")
+
+
+class TicketView(BaseModel):
+    id: int
+    subject: str
+    description: str
+    status: str
+    tags: list[str]
+    created_at: datetime
+    requester_id: int | None
+
+
+class CommentView(BaseModel):
+    id: int
+    body: str
+    public: bool
+    author_id: int
+    created_at: datetime
+
+
+class Helpdesk(Protocol):
+    def order_mail_tickets(self) -> list[TicketView]:
+        """Unsolved tickets whose subject contains ``[Rakuten Marketplace]``, oldest first."""
+        ...
+
+    def tickets_for_order(self, order_number: str) -> list[TicketView]:
+        """Unsolved tickets that mention the order number (subject, description or comments),
+        oldest first."""
+        ...
+
+    def ticket(self, ticket_id: int) -> TicketView: ...
+
+    def comments(self, ticket_id: int) -> list[CommentView]:
+        """Every comment, internal notes included, oldest first."""
+        ...
+
+    def add_internal_note(self, ticket_id: int, body: str, *, status: str | None = None,
+                          add_tags: Sequence[str] = (), mention_user_ids: Sequence[int] = ()) -> int:
+        """A private comment, with an optional status change, tags and people to notify, in one
+        update. Returns the new comment's id."""
+        ...
+
+    def set_status(self, ticket_id: int, status: str) -> None: ...
+
+    def add_tags(self, ticket_id: int, tags: Sequence[str]) -> None: ...
+
+    def remove_tags(self, ticket_id: int, tags: Sequence[str]) -> None: ...
+
+    def merge(self, target_id: int, source_ids: Sequence[int], *, note: str) -> None:
+        """Merge the sources into the target and wait (bounded) until Zendesk has done it."""
+        ...
+
+    def user_id(self, name: str) -> int | None:
+        """The Zendesk user with exactly this name (agents first), for @mentions."""
+        ...
+
+    def request_count(self) -> int:
+        """HTTP requests made so far (for the benchmark)."""
+        ...
+
+
+ADVICE = {
+    401: "Check KUROKO_ZENDESK_EMAIL and KUROKO_ZENDESK_TOKEN (an API token of an agent).",
+    403: "The agent behind KUROKO_ZENDESK_EMAIL may not do this; ask a Zendesk admin.",
+    404: "It may have been deleted or merged away; look it up in Zendesk.",
+    409: "Someone changed the ticket at the same moment; it will be tried again.",
+    422: "Zendesk would not accept the change; look at the ticket in Zendesk (a closed ticket cannot change).",
+    429: "Zendesk's API quota is used up for now; it will be tried again later.",
+}
+
+
+def _parse_time(value: Any) -> datetime:
+    if isinstance(value, datetime):
+        return value
+    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+
+
+def _ticket_view(ticket: Any) -> TicketView:
+    return TicketView(
+        id=int(ticket.id),
+        subject=ticket.subject or "",
+        description=ticket.description or "",
+        status=ticket.status,
+        tags=list(ticket.tags or []),
+        created_at=_parse_time(ticket.created_at),
+        requester_id=ticket.requester_id,
+    )
+
+
+def _comment_view(comment: Any) -> CommentView:
+    return CommentView(
+        id=int(comment.id),
+        body=comment.body or "",
+        public=bool(comment.public),
+        author_id=int(comment.author_id),
+        created_at=_parse_time(comment.created_at),
+    )
+
+
+def _oldest_first(tickets: Iterable[TicketView]) -> list[TicketView]:
+    return sorted(tickets, key=lambda t: (t.created_at, t.id))
+
+
+class ZendeskHelpdesk:
+    """``Helpdesk`` over zenpy. Not shared between threads."""
+
+    def __init__(self, settings: Settings, *, rate_limit_wait_seconds: int = 90,
+                 merge_wait_seconds: float = 30.0, timeout_seconds: float = 30.0) -> None:
+        self._settings = settings
+        self.rate_limit_wait_seconds = rate_limit_wait_seconds
+        self.merge_wait_seconds = merge_wait_seconds
+        email = settings.zendesk_email
+        token = settings.zendesk_token.get_secret_value()
+        if not email or not token:
+            raise ConfigurationError("KUROKO_ZENDESK_EMAIL and KUROKO_ZENDESK_TOKEN must both be set "
+                                     "(an agent's address and an API token)")
+        subdomain, self._forced = self._where(settings.zendesk_url)
+        self._count = 0
+        self._lock = threading.Lock()
+        self._me: int | None = None
+        session = requests.Session()
+        session.mount("https://", HTTPAdapter(**Zenpy.http_adapter_kwargs()))
+        session.hooks["response"].append(self._counted)
+        self._zenpy = Zenpy(subdomain=subdomain, email=email, token=token, session=session,
+                            timeout=timeout_seconds, ratelimit_budget=rate_limit_wait_seconds,
+                            disable_cache=True)
+
+    @staticmethod
+    def _where(url: str) -> tuple[str, tuple[str, str] | None]:
+        """(subdomain, forced scheme and netloc): a real account, or zenpy's override for the sandbox."""
+        parts = urlsplit(url or "")
+        host = parts.hostname or ""
+        if not parts.scheme or not host:
+            raise ConfigurationError(f"KUROKO_ZENDESK_URL {url!r} is not a URL; give e.g. "
+                                     "https://yourcompany.zendesk.com or http://127.0.0.1:8103")
+        if host.endswith(".zendesk.com") and parts.scheme == "https" and parts.port is None:
+            return host.split(".")[0], None
+        return "kuroko", (parts.scheme, parts.netloc)
+
+    def _counted(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
+        with self._lock:
+            self._count += 1
+
+    def request_count(self) -> int:
+        return self._count
+
+    # --- the one way in -----------------------------------------------------------------------
+    def _call(self, what: str, action: Callable[[], T]) -> T:
+        if self._forced is not None:
+            os.environ["ZENPY_FORCE_SCHEME"], os.environ["ZENPY_FORCE_NETLOC"] = self._forced
+        else:
+            os.environ.pop("ZENPY_FORCE_SCHEME", None)
+            os.environ.pop("ZENPY_FORCE_NETLOC", None)
+        z = self._zenpy
+        for api in (z.tickets, z.search, z.users, z.users.search, z.job_status):
+            api.ratelimit_budget = self.rate_limit_wait_seconds  # zenpy spends it down; a fresh budget per call
+        try:
+            return action()
+        except RatelimitBudgetExceeded as exc:
+            raise ApiError(f"Zendesk kept answering 429 (rate limited) for more than "
+                           f"{self.rate_limit_wait_seconds} s while trying to {what}. {ADVICE[429]}",
+                           code="429") from exc
+        except APIException as exc:
+            raise self._refused(what, exc.response, str(exc)) from exc
+        except requests.HTTPError as exc:
+            raise self._refused(what, exc.response, "") from exc
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            raise SiteUnavailable(f"Zendesk could not be reached to {what} ({type(exc).__name__}); "
+                                  f"is {self._settings.zendesk_url} up? It will be tried again.") from exc
+        except ZenpyException as exc:
+            raise ApiError(self._redact(f"Zendesk's answer to {what} could not be read by zenpy: {exc}"),
+                           code="unreadable_response") from exc
+
+    def _refused(self, what: str, response: requests.Response | None, fallback: str) -> ApiError:
+        status = response.status_code if response is not None else 0
+        error, description = "", fallback
+        if response is not None:
+            try:
+                body = response.json()
+                error = str(body.get("error") or "")
+                description = str(body.get("description") or body.get("details") or "")
+                if body.get("details"):
+                    description = f"{description} {body['details']}".strip()
+            except ValueError:
+                description = response.text[:200]
+        advice = ADVICE.get(status, "Zendesk had a problem; it will be tried again." if status >= 500 else "")
+        detail = ": ".join(x for x in (error, description) if x)
+        message = f"Zendesk refused to {what} (HTTP {status}{' ' + detail if detail else ''}). {advice}".strip()
+        return ApiError(self._redact(message), code=str(status or "error"))
+
+    def _redact(self, text: str) -> str:
+        for secret in self._settings.secret_values():
+            text = text.replace(secret, "***")
+        return text
+
+    def _me_id(self) -> int:
+        if self._me is None:
+            self._me = int(self._call("read the robot's own Zendesk user", self._zenpy.users.me).id)
+        return self._me
+
+    # --- reading ---------------------------------------------------------------------------------
+    def _search_tickets(self, what: str, query: str) -> list[TicketView]:
+        def run() -> list[TicketView]:
+            found = self._zenpy.search(query, sort_by="created_at", sort_order="asc")
+            return [_ticket_view(t) for t in found if getattr(t, "status", None) is not None]
+
+        return _oldest_first(self._call(what, run))
+
+    def order_mail_tickets(self) -> list[TicketView]:
+        found = self._search_tickets("search the Rakuten order mails",
+                                     f'type:ticket {UNSOLVED} subject:"{ORDER_MAIL_MARK}"')
+        return [t for t in found if ORDER_MAIL_MARK in t.subject and t.status not in ("solved", "closed")]
+
+    def tickets_for_order(self, order_number: str) -> list[TicketView]:
+        number = order_number.strip()
+        if not number or '"' in number:
+            raise ValueError(f"not an order number: {order_number!r}")
+        found = self._search_tickets(f"search the tickets of order {number}", f'type:ticket {UNSOLVED} "{number}"')
+        mine = []
+        for ticket in found:
+            if ticket.status in ("solved", "closed"):
+                continue
+            # Zendesk's search is word-based; keep only tickets that really carry the number.
+            if number in ticket.subject or number in ticket.description or any(
+                number in c.body for c in self.comments(ticket.id)
+            ):
+                mine.append(ticket)
+        return mine
+
+    def ticket(self, ticket_id: int) -> TicketView:
+        return self._call(f"read ticket #{ticket_id}", lambda: _ticket_view(self._zenpy.tickets(id=ticket_id)))
+
+    def comments(self, ticket_id: int) -> list[CommentView]:
+        def run() -> list[CommentView]:
+            return [_comment_view(c) for c in self._zenpy.tickets.comments(ticket=ticket_id)]
+
+        found = self._call(f"read the comments of ticket #{ticket_id}", run)
+        return sorted(found, key=lambda c: (c.created_at, c.id))
+
+    def user_id(self, name: str) -> int | None:
+        wanted = name.strip().casefold()
+        if not wanted:
+            return None
+        users = self._call(f"look up the Zendesk user {name!r}", lambda: list(self._zenpy.users.search(query=name)))
+        exact = [u for u in users if (u.name or "").strip().casefold() == wanted and u.active is not False]
+        exact.sort(key=lambda u: (u.role == "end-user", int(u.id)))
+        return int(exact[0].id) if exact else None
+
+    # --- writing ---------------------------------------------------------------------------------
+    def add_internal_note(self, ticket_id: int, body: str, *, status: str | None = None,
+                          add_tags: Sequence[str] = (), mention_user_ids: Sequence[int] = ()) -> int:
+        if not body.strip():
+            raise ValueError("an internal note needs a body")
+        change = ZenpyTicket(id=ticket_id, comment=ZenpyComment(body=body, public=False))
+        if status is not None:
+            change.status = status
+        if add_tags:
+            change.additional_tags = list(add_tags)
+        if mention_user_ids:
+            change.additional_collaborators = [int(i) for i in mention_user_ids]
+        what = f"add an internal note to ticket #{ticket_id}"
+        result = self._call(what, lambda: self._zenpy.tickets.update(change))
+        events = getattr(getattr(result, "audit", None), "events", None) or []
+        for event in events:
+            if isinstance(event, dict) and event.get("type") == "Comment" and event.get("id"):
+                return int(event["id"])
+        # No audit in the answer: the note is the newest private comment by us with this body.
+        me = self._me_id()
+        for comment in reversed(self.comments(ticket_id)):
+            if not comment.public and comment.author_id == me and comment.body == body:
+                return comment.id
+        raise ApiError(f"Zendesk accepted the note on ticket #{ticket_id} but it is not among the ticket's "
+                       "comments; look at the ticket in Zendesk before writing it again.", code="note_missing")
+
+    def set_status(self, ticket_id: int, status: str) -> None:
+        change = ZenpyTicket(id=ticket_id, status=status)
+        self._call(f"set ticket #{ticket_id} to {status}", lambda: self._zenpy.tickets.update(change))
+
+    def add_tags(self, ticket_id: int, tags: Sequence[str]) -> None:
+        if tags:
+            self._call(f"tag ticket #{ticket_id} with {', '.join(tags)}",
+                       lambda: self._zenpy.tickets.add_tags(ticket_id, list(tags)))
+
+    def remove_tags(self, ticket_id: int, tags: Sequence[str]) -> None:
+        if tags:
+            self._call(f"remove the tags {', '.join(tags)} from ticket #{ticket_id}",
+                       lambda: self._zenpy.tickets.delete_tags(ticket_id, list(tags)))
+
+    def merge(self, target_id: int, source_ids: Sequence[int], *, note: str) -> None:
+        sources = [int(s) for s in source_ids]
+        if not sources:
+            return
+        what = f"merge tickets {', '.join(f'#{s}' for s in sources)} into #{target_id}"
+        job = self._call(what, lambda: self._zenpy.tickets.merge(target_id, sources, target_comment=note,
+                                                                 source_comment=note))
+        deadline = time.monotonic() + self.merge_wait_seconds
+        pause = 0.1
+        status, job_id = getattr(job, "status", None), str(job.id)
+        while status not in ("completed", "failed", "killed"):
+            if time.monotonic() >= deadline:
+                raise ApiError(f"Zendesk's job to {what} was still {status!r} after {self.merge_wait_seconds:g} s; "
+                               "look at the tickets in Zendesk before merging again.", code="merge_pending")
+            time.sleep(pause)
+            pause = min(pause * 2, 2.0)
+            job = self._call(f"follow the job to {what}", lambda: self._zenpy.job_status(id=job_id))
+            status = getattr(job, "status", None)
+        if status != "completed":
+            raise ApiError(f"Zendesk could not {what}: {getattr(job, 'message', None) or status}. "
+                           "Look at the tickets in Zendesk (a closed ticket cannot be merged).", code="merge_failed")
