@@ -21,6 +21,10 @@ ORDER_MAIL_SUBJECTS = (
 )
 
 
+DASHES = str.maketrans({c: "-" for c in "‐‑‒–—―−ｰー－"})
+"""Dash look-alikes people and mail systems type in numbers."""
+
+
 @dataclass(frozen=True)
 class OrderMail:
     order_number: str
@@ -31,7 +35,7 @@ def plain_text(text: str) -> str:
     """Mail text with HTML tags removed and full-width digits and dashes made ASCII."""
     text = re.sub(r"<[^>]*>", " ", text)
     text = html.unescape(text)
-    return unicodedata.normalize("NFKC", text)
+    return unicodedata.normalize("NFKC", text).translate(DASHES)
 
 
 def read_order_mail(subject: str, body: str) -> OrderMail:
@@ -63,7 +67,7 @@ def _check_date(number: str) -> None:
 def normalize_tracking_number(raw: str) -> str:
     """Full-width digits and dashes to ASCII; anything that is not a plausible tracking number
     is refused."""
-    value = unicodedata.normalize("NFKC", raw).strip().replace(" ", "")
+    value = unicodedata.normalize("NFKC", raw).translate(DASHES).strip().replace(" ", "")
     if not re.fullmatch(r"[A-Za-z0-9-]{6,40}", value):
         raise UnknownValue(f"the tracking number {raw!r} is not a plausible tracking number")
     return value
