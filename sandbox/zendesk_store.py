@@ -358,7 +358,7 @@ class ZendeskStore:
         self.tickets[ticket.id] = ticket
         audit = self._audit(ticket, user.id, "email")
         self._create_events(ticket, audit)
-        self._comment(ticket, audit, author_id=user.id, body=body, public=True, channel="email")
+        self._comment(ticket, audit, author_id=user.id, body=body, public=True, channel="email", record=False)
         self.world.record("zendesk", "ticket_created", ticket_id=ticket.id, subject=subject)
         return ticket
 
@@ -380,13 +380,17 @@ class ZendeskStore:
                                  "value": " ".join(ticket.tags)})
 
     def _comment(self, ticket: Ticket, audit: Audit, *, author_id: int, body: str, public: bool,
-                 channel: str) -> Comment:
+                 channel: str, record: bool = True) -> Comment:
+        """Add a comment. ``record=False`` for a ticket's first comment and a merge's comments: the
+        audit log already says ``ticket_created`` / ``tickets_merged`` for those."""
         comment = Comment(self._new_id(), author_id, body, public, audit.created_at, channel, audit.id)
         ticket.comments.append(comment)
         ticket.updated_at = comment.created_at
         audit.events.append({"id": comment.id, "type": "Comment", "author_id": author_id, "body": body,
                              "public": public, "audit_id": audit.id})
-        self.world.record("zendesk", "comment_added", ticket_id=ticket.id, comment_id=comment.id, public=public)
+        if record:
+            self.world.record("zendesk", "comment_added", ticket_id=ticket.id, comment_id=comment.id,
+                              public=public)
         return comment
 
     def _change(self, ticket: Ticket, audit: Audit, name: str, value: Any, previous: Any) -> None:
@@ -421,7 +425,7 @@ class ZendeskStore:
         self._create_events(ticket, audit)
         author_id = int(comment.get("author_id") or author.id)
         self._comment(ticket, audit, author_id=author_id, body=body, public=bool(comment.get("public", True)),
-                      channel="api")
+                      channel="api", record=False)
         self.world.record("zendesk", "ticket_created", ticket_id=ticket.id, subject=ticket.subject)
         return ticket, audit
 
@@ -581,11 +585,13 @@ class ZendeskStore:
         )
         audit = self._audit(target, author.id, "merge")
         self._comment(target, audit, author_id=author.id, body=str(target_note),
-                      public=bool(data.get("target_comment_is_public") or False), channel="merge")
+                      public=bool(data.get("target_comment_is_public") or False), channel="merge",
+                      record=False)
         target.updated_at = self.world.now()
         audit = self._audit(source, author.id, "merge")
         self._comment(source, audit, author_id=author.id, body=str(source_note),
-                      public=bool(data.get("source_comment_is_public") or False), channel="merge")
+                      public=bool(data.get("source_comment_is_public") or False), channel="merge",
+                      record=False)
         self._change(source, audit, "status", "closed", source.status)
         source.status = "closed"
         source.merged_into = target.id
@@ -682,7 +688,7 @@ class ZendeskStore:
                  "requester_id": t.requester_id, "created_at": iso(t.created_at), "channel": t.channel,
                  "merged_into": t.merged_into, "collaborator_ids": list(t.collaborator_ids),
                  "comments": [{"id": c.id, "public": c.public, "body": c.body, "author_id": c.author_id,
-                               "created_at": iso(c.created_at)} for c in t.comments]}
+                               "created_at": iso(c.created_at), "via": c.channel} for c in t.comments]}
                 for t in self.tickets.values()
             ],
             "users": [{"id": u.id, "name": u.name, "email": u.email, "role": u.role} for u in self.users.values()],

@@ -89,6 +89,19 @@ def test_order_mail_arrives_as_email_ticket(sandbox: Sandbox, zenpy: Zenpy, api:
     assert via["source"]["from"]["address"] == "order@rakuten.co.jp"
 
 
+def test_audit_log_counts_notes_not_mails_or_merge_comments(sandbox: Sandbox, zenpy: Zenpy) -> None:
+    sandbox.place_order(["SIM-DATA-30D-20GB"])
+    sandbox.place_order(["SIM-DATA-30D-20GB"])
+    first, second = sorted(tickets_by_id(sandbox))
+    assert sandbox.audit("zendesk", "comment_added") == []
+    note(zenpy, first, "a note")
+    zenpy.tickets.merge(first, [second], target_comment="merged", source_comment="merged")
+    actions = [e["action"] for e in sandbox.audit("zendesk")]
+    assert actions == ["ticket_created", "ticket_created", "comment_added", "status_changed", "tickets_merged"]
+    vias = [c["via"] for c in tickets_by_id(sandbox)[first]["comments"]]
+    assert vias == ["email", "api", "merge"]
+
+
 def test_agent_note_opens_a_new_ticket_and_mentions_add_collaborators(sandbox: Sandbox, zenpy: Zenpy) -> None:
     sandbox.place_order(["SIM-DATA-30D-20GB"])
     ticket_id = next(iter(tickets_by_id(sandbox)))
