@@ -356,9 +356,9 @@ def create_app(state: SandboxState) -> FastAPI:
         """The account's quota, then the API token; rate headers on every answer."""
         zd = store()
         if not request.url.path.startswith("/api/"):
-            response = await call_next(request)
-            response.headers.update(rate_headers(zd))
-            return response
+            other = await call_next(request)
+            other.headers.update(rate_headers(zd))
+            return other
         s = zd.settings
         allowed, remaining, retry = zd.limiter.hit(s.rate_limit, s.rate_window_seconds)
         if not allowed:
