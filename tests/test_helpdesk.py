@@ -10,7 +10,7 @@ import pytest
 from conftest import Sandbox
 from pydantic import SecretStr
 
-from bots.errors import ApiError, ConfigurationError
+from bots.errors import ApiError, ConfigurationError, SiteUnavailable
 from bots.settings import Settings
 from services.helpdesk import Helpdesk, ZendeskHelpdesk
 
@@ -177,3 +177,14 @@ def test_quota_beyond_the_wait_budget_fails_as_api_error(sandbox: Sandbox, setti
     with pytest.raises(ApiError) as limited:
         desk.order_mail_tickets()
     assert limited.value.code == "429"
+
+
+def test_server_errors_and_unreachable_zendesk_are_application_errors(sandbox: Sandbox, settings_env: Path,
+                                                                       desk: Helpdesk) -> None:
+    sandbox.fault("zendesk", error_rate=1.0)
+    with pytest.raises(ApiError) as broken:
+        desk.order_mail_tickets()
+    assert broken.value.code == "500" and "tried again" in broken.value.message
+    gone = ZendeskHelpdesk(Settings(zendesk_url="http://127.0.0.1:9"))
+    with pytest.raises(SiteUnavailable):
+        gone.ticket(1)
