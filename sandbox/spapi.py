@@ -1,18 +1,924 @@
-"""Placeholder until the spapi app lands."""
+"""Amazon SP-API in the sandbox: Login with Amazon's token endpoint, Fulfillment Outbound
+2020-07-01 (MCF) and FBA inventory summaries, as python-amazon-sp-api expects them unmodified.
+
+Shapes, enums, error bodies and headers follow shared/refs/sp-api/*.json. Every operation checks
+the access token (403 ``Unauthorized``), then its usage plan (token bucket on the wall clock, 429
+``QuotaExceeded``), then the request (400 ``InvalidInput``, 404 ``NotFound``).
+
+Fault knobs (``world.faults["spapi"]``, via install_faults): ``burst_429`` and ``error_rate`` answer
+in SP-API's error shapes (LWA's on /auth/o2/token); ``refuse_token`` makes LWA refuse the refresh
+token and SP-API refuse tokens already issued (the seller revoked the app); ``expire_sessions``
+expires every access token issued so far, at the next request.
+
+Admin knobs (``admin_router``), under /admin/amazon/: lost parcels, the next package's carrier,
+quotas, token expiry, a returned parcel reaching the FC, and a read of the fulfillment orders.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import base64
+import hmac
+import json
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI, HTTPException, Request, Response
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from sandbox.amazon_store import (
+    CARRIER_CONTACTS,
+    DEFAULT_PLANS,
+    FC_ID,
+    FC_RETURN_ADDRESS,
+    FEE_PER_UNIT_YEN,
+    MARKETPLACE_ID,
+    RETURN_REASONS,
+    SPEEDS,
+    UNIT_WEIGHT_KG,
+    AmazonStore,
+    FulfillmentOrder,
+    Line,
+    ReturnItem,
+    asin_for,
+    destination_city,
+    fnsku_for,
+    is_remote,
+    iso,
+    issue_access_token,
+    product_name,
+    promise,
+    read_access_token,
+)
 from sandbox.faults import install_faults
 
 if TYPE_CHECKING:
     from sandbox.server import SandboxState
+    from sandbox.world import World
+
+OUTBOUND = "/fba/outbound/2020-07-01"
+ALL_SPEEDS = (*SPEEDS, "ScheduledDelivery")
+LIST_PAGE_SIZE = 50
+LIST_DEFAULT_WINDOW = timedelta(hours=36)
+"""listAllFulfillmentOrders without queryStartDate: orders updated in the last 36 hours."""
+
+
+class SpApiError(Exception):
+    def __init__(self, status: int, code: str, message: str, details: str = "") -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.details = status, code, message, details
+
+
+def errors_body(code: str, message: str, details: str = "") -> dict[str, Any]:
+    return {"errors": [{"code": code, "message": message, "details": details}]}
+
+
+def invalid(message: str, details: str = "") -> SpApiError:
+    return SpApiError(400, "InvalidInput", message, details)
+
+
+def not_found(message: str) -> SpApiError:
+    return SpApiError(404, "NotFound", message)
+
+
+def _headers(operation: str | None, status: int, store: AmazonStore | None) -> dict[str, str]:
+    """x-amzn-RequestId always; x-amzn-RateLimit-Limit where the usage-plan page says it is sent
+    (20x, 400, 404) and on 429 (so a throttled caller can see the plan)."""
+    headers = {"x-amzn-RequestId": str(uuid.uuid4())}
+    if operation is not None and (200 <= status < 300 or status in (400, 404, 429)):
+        rate = store.plan(operation)[0] if store is not None else DEFAULT_PLANS.get(operation, (2.0, 30))[0]
+        headers["x-amzn-RateLimit-Limit"] = f"{rate}"
+    return headers
+
+
+def sp_response(status: int, body: dict[str, Any], operation: str | None = None,
+                store: AmazonStore | None = None) -> JSONResponse:
+    return JSONResponse(body, status_code=status, headers=_headers(operation, status, store))
+
+
+def _operation_of(request: Request) -> str | None:
+    """Best-effort operation name for fault responses (for their headers)."""
+    path, method = request.url.path, request.method
+    if path.startswith("/fba/inventory"):
+        return "getInventorySummaries"
+    if not path.startswith(OUTBOUND):
+        return None
+    rest = path[len(OUTBOUND):]
+    if rest == "/fulfillmentOrders/preview":
+        return "getFulfillmentPreview"
+    if rest == "/fulfillmentOrders":
+        return "createFulfillmentOrder" if method == "POST" else "listAllFulfillmentOrders"
+    if rest == "/tracking":
+        return "getPackageTrackingDetails"
+    if rest == "/returnReasonCodes":
+        return "listReturnReasonCodes"
+    if rest.endswith("/cancel"):
+        return "cancelFulfillmentOrder"
+    if rest.endswith("/return"):
+        return "createFulfillmentReturn"
+    return "getFulfillmentOrder"
+
+
+def _throttled(request: Request) -> Response:
+    if request.url.path.startswith("/auth/"):
+        return JSONResponse({"error": "server_error", "error_description": "Too many requests, slow down."},
+                            status_code=429)
+    return sp_response(429, errors_body("QuotaExceeded", "You exceeded your quota for the requested resource."),
+                       _operation_of(request))
+
+
+def _internal_failure(request: Request) -> Response:
+    if request.url.path.startswith("/auth/"):
+        return JSONResponse({"error": "server_error", "error_description": "Internal server error."},
+                            status_code=500)
+    return sp_response(500, errors_body("InternalFailure", "We encountered an internal error. Please try again."))
+
+
+# --- Login with Amazon ----------------------------------------------------------------------
+def demo_credentials() -> tuple[str, str, str]:
+    """The credentials LWA accepts here: the defaults in bots/settings.py (never the environment)."""
+    from bots.settings import Settings
+
+    fields = Settings.model_fields
+    return (
+        str(fields["lwa_client_id"].default),
+        fields["lwa_client_secret"].default.get_secret_value(),
+        fields["spapi_refresh_token"].default.get_secret_value(),
+    )
+
+
+def _same(given: str, expected: str) -> bool:
+    return hmac.compare_digest(given.encode(), expected.encode())
+
+
+def _lwa_error(status: int, error: str, description: str) -> JSONResponse:
+    return JSONResponse({"error_description": description, "error": error}, status_code=status,
+                        headers={"x-amzn-RequestId": str(uuid.uuid4())})
+
+
+async def _token(state: SandboxState, request: Request) -> Response:
+    world = state.world
+    expire_pending_tokens(world)
+    form = await request.form()
+    values = {k: str(form.get(k) or "") for k in ("grant_type", "client_id", "client_secret", "refresh_token")}
+    client_id, client_secret, refresh_token = demo_credentials()
+    if values["grant_type"] != "refresh_token":
+        return _lwa_error(400, "unsupported_grant_type", "The authorization grant type is not supported by the "
+                          "authorization server")
+    if not values["client_id"] or not values["client_secret"] or not values["refresh_token"]:
+        return _lwa_error(400, "invalid_request", "The request is missing a required parameter : "
+                          + next(k for k in ("client_id", "client_secret", "refresh_token") if not values[k]))
+    if not (_same(values["client_id"], client_id) and _same(values["client_secret"], client_secret)):
+        return _lwa_error(401, "invalid_client", "Client authentication failed")
+    if not _same(values["refresh_token"], refresh_token) or world.faults["spapi"].refuse_token:
+        return _lwa_error(400, "invalid_grant", "The request has an invalid grant parameter : refresh_token")
+    world.record("amazon", "access_token_issued")
+    return JSONResponse(
+        {"access_token": issue_access_token(values["client_id"], time.time()),
+         "refresh_token": values["refresh_token"], "token_type": "bearer", "expires_in": 3600},
+        headers={"x-amzn-RequestId": str(uuid.uuid4()), "Cache-Control": "no-cache, no-store"},
+    )
+
+
+def expire_pending_tokens(world: World) -> None:
+    """The ``expire_sessions`` knob, as the web apps read it: at the next request (of any kind)
+    every access token issued so far expires."""
+    knobs = world.faults["spapi"]
+    if knobs.expire_sessions:
+        knobs.expire_sessions = False
+        world.amazon.tokens_valid_after = time.time()
+
+
+def _check_access(world: World, request: Request) -> SpApiError | None:
+    expire_pending_tokens(world)
+    denied = "Access to requested resource is denied."
+    token = request.headers.get("x-amz-access-token", "")
+    if not token:
+        return SpApiError(403, "Unauthorized", denied, "The request has no x-amz-access-token header.")
+    claims = read_access_token(token)
+    if claims is None:
+        return SpApiError(403, "Unauthorized", denied, "The access token is not valid.")
+    knobs = world.faults["spapi"]
+    if knobs.refuse_token:
+        return SpApiError(403, "Unauthorized", denied, "The selling partner's authorization has been revoked.")
+    now = time.time()
+    if float(claims.get("e", 0)) <= now or float(claims.get("i", 0)) < world.amazon.tokens_valid_after:
+        return SpApiError(403, "Unauthorized", denied, "The access token you provided has expired.")
+    return None
+
+
+# --- request parsing ------------------------------------------------------------------------
+async def _json_body(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    if not raw:
+        return {}
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise invalid("The request body is not valid JSON.", str(exc)) from None
+    if not isinstance(data, dict):
+        raise invalid("The request body must be a JSON object.")
+    return data
+
+
+def _text(value: Any, where: str, *, required: bool = True, max_length: int | None = None) -> str:
+    if value is None or value == "":
+        if required:
+            raise invalid(f"Value null at '{where}' failed to satisfy constraint: Member must not be null")
+        return ""
+    if not isinstance(value, str):
+        raise invalid(f"Value at '{where}' must be a string.")
+    if max_length is not None and len(value) > max_length:
+        raise invalid(f"Value at '{where}' failed to satisfy constraint: Member must have length less than or "
+                      f"equal to {max_length}")
+    return value
+
+
+def _order_id(value: Any, where: str) -> str:
+    """1–40 characters, ISO 8859-1, no two spaces in a row, outer white space removed."""
+    text = _text(value, where, max_length=40).strip()
+    if not text:
+        raise invalid(f"Value at '{where}' must be 1 to 40 characters long.")
+    try:
+        text.encode("latin-1")
+    except UnicodeEncodeError:
+        raise invalid(f"Value '{text}' at '{where}' must be an alpha-numeric or ISO 8859-1 compliant "
+                      "string.") from None
+    if "  " in text:
+        raise invalid(f"Value '{text}' at '{where}' cannot contain two spaces in a row.")
+    return text
+
+
+def _timestamp(value: Any, where: str) -> datetime:
+    text = _text(value, where)
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise invalid(f"Value '{text}' at '{where}' is not an ISO 8601 date-time.") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _enum(value: Any, where: str, allowed: tuple[str, ...], default: str | None = None) -> str:
+    if value is None and default is not None:
+        return default
+    if value not in allowed:
+        raise invalid(f"Value '{value}' at '{where}' failed to satisfy constraint: Member must satisfy enum "
+                      f"value set: [{', '.join(allowed)}]")
+    return str(value)
+
+
+def _address(value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise invalid(f"Value null at '{where}' failed to satisfy constraint: Member must not be null")
+    for key in ("name", "addressLine1", "postalCode", "countryCode"):
+        _text(value.get(key), f"{where}.{key}")
+    fields = ("name", "addressLine1", "addressLine2", "addressLine3", "city", "districtOrCounty",
+              "stateOrRegion", "postalCode", "countryCode", "phone")
+    return {k: value[k] for k in fields if isinstance(value.get(k), str) and value[k]}
+
+
+def _marketplace(body: dict[str, Any]) -> None:
+    given = body.get("marketplaceId")
+    if given is not None and given != MARKETPLACE_ID:
+        raise invalid(f"Value '{given}' for parameter marketplaceId is invalid.",
+                      f"This seller sells in {MARKETPLACE_ID} (Amazon.co.jp) only.")
+
+
+def _items(value: Any, where: str) -> list[tuple[str, str, int]]:
+    """(sellerSku, sellerFulfillmentOrderItemId, quantity) per line, checked as the model says."""
+    if not isinstance(value, list) or not value:
+        raise invalid(f"Value null at '{where}' failed to satisfy constraint: Member must not be null or empty")
+    if len(value) > 100:
+        raise invalid(f"'{where}' has {len(value)} line items; at most 100 are allowed.")
+    lines, seen = [], set()
+    for i, item in enumerate(value):
+        if not isinstance(item, dict):
+            raise invalid(f"'{where}[{i}]' must be an object.")
+        sku = _text(item.get("sellerSku"), f"{where}[{i}].sellerSku", max_length=50)
+        item_id = _text(item.get("sellerFulfillmentOrderItemId"), f"{where}[{i}].sellerFulfillmentOrderItemId",
+                        max_length=50)
+        quantity = item.get("quantity")
+        if not isinstance(quantity, int) or isinstance(quantity, bool) or quantity < 1:
+            raise invalid(f"Value '{quantity}' at '{where}[{i}].quantity' must be a positive integer.")
+        if item_id in seen:
+            raise invalid(f"Duplicate sellerFulfillmentOrderItemId '{item_id}' in '{where}'.")
+        seen.add(item_id)
+        lines.append((sku, item_id, quantity))
+    if sum(q for _, _, q in lines) > 250:
+        raise invalid(f"'{where}' has more than 250 units; at most 250 are allowed per order.")
+    return lines
+
+
+def _order(store: AmazonStore, request: Request) -> FulfillmentOrder:
+    seller_id = request.path_params["sellerFulfillmentOrderId"]
+    if len(seller_id) > 40:
+        raise invalid(f"Value '{seller_id}' at 'sellerFulfillmentOrderId' failed to satisfy constraint: Member "
+                      "must have length less than or equal to 40")
+    order = store.orders.get(seller_id)
+    if order is None:
+        raise not_found(f"Requested order not found: {seller_id}")
+    return order
+
+
+# --- the operations ---------------------------------------------------------------------------
+def _money(yen: int) -> dict[str, str]:
+    return {"currencyCode": "JPY", "value": str(yen)}
+
+
+def _weight(units: int) -> dict[str, str]:
+    return {"unit": "KG", "value": f"{units * UNIT_WEIGHT_KG + 0.02:.2f}"}
+
+
+def get_fulfillment_preview(world: World, body: dict[str, Any], request: Request) -> dict[str, Any]:
+    store = world.amazon
+    _marketplace(body)
+    address = _address(body.get("address"), "address")
+    lines = _items(body.get("items"), "items")
+    speeds = body.get("shippingSpeedCategories") or list(SPEEDS)
+    if not isinstance(speeds, list):
+        raise invalid("'shippingSpeedCategories' must be a list.")
+    for i, speed in enumerate(speeds):
+        _enum(speed, f"shippingSpeedCategories[{i}]", ALL_SPEEDS)
+    now = world.now()
+    wanted: dict[str, int] = {}
+    for sku, _, quantity in lines:
+        wanted[sku] = wanted.get(sku, 0) + quantity
+    item_reasons: dict[str, list[str]] = {}
+    for sku, _, _ in lines:
+        if not store.known_sku(sku):
+            item_reasons[sku] = ["InvalidSKU"]
+        elif store.fba_stock.get(sku, 0) < wanted[sku]:
+            item_reasons[sku] = ["InventoryUnavailable"]
+    units = sum(q for _, _, q in lines)
+    previews = []
+    for speed in speeds:
+        order_reasons = []
+        if address.get("countryCode") != "JP":
+            order_reasons.append("InvalidDestinationAddress")
+        if speed == "ScheduledDelivery":
+            order_reasons.append("DeliverySLAUnavailable")
+        preview: dict[str, Any] = {
+            "shippingSpeedCategory": speed,
+            "isFulfillable": not order_reasons and not item_reasons,
+            "isCODCapable": False,
+            "marketplaceId": MARKETPLACE_ID,
+        }
+        if preview["isFulfillable"]:
+            p = promise(now, speed, is_remote(address))
+            preview.update({
+                "estimatedShippingWeight": _weight(units),
+                "estimatedFees": [{"name": "FBAPerUnitFulfillmentFee",
+                                   "amount": _money(FEE_PER_UNIT_YEN[speed] * units)}],
+                "fulfillmentPreviewShipments": [{
+                    "earliestShipDate": iso(max(now, p.ship_at - timedelta(hours=4))),
+                    "latestShipDate": iso(p.ship_at),
+                    "earliestArrivalDate": iso(p.earliest_arrival),
+                    "latestArrivalDate": iso(p.latest_arrival),
+                    "fulfillmentPreviewItems": [
+                        {"sellerSku": sku, "quantity": q, "sellerFulfillmentOrderItemId": item_id,
+                         "estimatedShippingWeight": _weight(q), "shippingWeightCalculationMethod": "Package"}
+                        for sku, item_id, q in lines
+                    ],
+                }],
+                "unfulfillablePreviewItems": [],
+                "orderUnfulfillableReasons": [],
+            })
+        else:
+            preview.update({
+                "unfulfillablePreviewItems": [
+                    {"sellerSku": sku, "quantity": q, "sellerFulfillmentOrderItemId": item_id,
+                     "itemUnfulfillableReasons": item_reasons[sku]}
+                    for sku, item_id, q in lines if sku in item_reasons
+                ],
+                "orderUnfulfillableReasons": order_reasons,
+            })
+        previews.append(preview)
+    return {"payload": {"fulfillmentPreviews": previews}}
+
+
+def create_fulfillment_order(world: World, body: dict[str, Any], request: Request) -> dict[str, Any]:
+    store = world.amazon
+    _marketplace(body)
+    seller_id = _order_id(body.get("sellerFulfillmentOrderId"), "sellerFulfillmentOrderId")
+    displayable_id = _order_id(body.get("displayableOrderId"), "displayableOrderId")
+    displayable_date = _timestamp(body.get("displayableOrderDate"), "displayableOrderDate")
+    comment = _text(body.get("displayableOrderComment"), "displayableOrderComment", max_length=750)
+    speed = _enum(body.get("shippingSpeedCategory"), "shippingSpeedCategory", ALL_SPEEDS)
+    address = _address(body.get("destinationAddress"), "destinationAddress")
+    action = _enum(body.get("fulfillmentAction"), "fulfillmentAction", ("Ship", "Hold"), "Ship")
+    policy = _enum(body.get("fulfillmentPolicy"), "fulfillmentPolicy", ("FillOrKill", "FillAll", "FillAllAvailable"),
+                   "FillOrKill")
+    emails = body.get("notificationEmails") or []
+    if not isinstance(emails, list) or any(not isinstance(e, str) or len(e) > 64 for e in emails):
+        raise invalid("'notificationEmails' must be a list of e-mail addresses of at most 64 characters.")
+    lines = _items(body.get("items"), "items")
+    if seller_id in store.orders:
+        raise invalid(f"Fulfillment order with SellerFulfillmentOrderId '{seller_id}' already exists.",
+                      "The sellerFulfillmentOrderId must be unique for each fulfillment order; "
+                      "use getFulfillmentOrder to read the existing one.")
+    if speed == "ScheduledDelivery":
+        raise invalid("Shipping speed ScheduledDelivery is not available for these items.",
+                      "DeliverySLAUnavailable")
+    if address.get("countryCode") != "JP":
+        raise invalid(f"The destination country '{address.get('countryCode')}' is not served from this "
+                      "marketplace.", "InvalidDestinationAddress")
+    wanted: dict[str, int] = {}
+    for sku, item_id, quantity in lines:
+        if not store.known_sku(sku):
+            raise invalid(f"the SellerSKU for Item Id: {item_id} is invalid.")
+        wanted[sku] = wanted.get(sku, 0) + quantity
+    short = [sku for sku, q in wanted.items() if store.fba_stock.get(sku, 0) < q]
+    if short:
+        raise invalid(f"The fulfillment order is unfulfillable: not enough fulfillable inventory for "
+                      f"SellerSKU {', '.join(short)}.", "InventoryUnavailable")
+    store.create_order(
+        seller_id=seller_id, displayable_id=displayable_id, displayable_date=iso(displayable_date),
+        comment=comment, speed=speed, address=address,
+        lines=[Line(sku, item_id, quantity) for sku, item_id, quantity in lines],
+        action=action, policy=policy, notification_emails=list(emails),
+    )
+    return {}
+
+
+def _order_header(order: FulfillmentOrder, now: datetime) -> dict[str, Any]:
+    header: dict[str, Any] = {
+        "sellerFulfillmentOrderId": order.seller_id,
+        "marketplaceId": MARKETPLACE_ID,
+        "displayableOrderId": order.displayable_id,
+        "displayableOrderDate": order.displayable_date,
+        "displayableOrderComment": order.comment,
+        "shippingSpeedCategory": order.speed,
+        "destinationAddress": order.address,
+        "fulfillmentAction": order.action,
+        "fulfillmentPolicy": order.policy,
+        "receivedDate": iso(order.received_at),
+        "fulfillmentOrderStatus": order.status(now),
+        "statusUpdatedDate": iso(order.status_updated(now)),
+    }
+    if order.notification_emails:
+        header["notificationEmails"] = order.notification_emails
+    return header
+
+
+def _order_result(store: AmazonStore, order: FulfillmentOrder) -> dict[str, Any]:
+    now = store.world.now()
+    status = order.status(now)
+    p = order.promise
+    items = []
+    for line in order.lines:
+        item: dict[str, Any] = {
+            "sellerSku": line.sku, "sellerFulfillmentOrderItemId": line.item_id, "quantity": line.quantity,
+            "cancelledQuantity": line.cancelled, "unfulfillableQuantity": 0,
+        }
+        if status != "Cancelled":
+            item["estimatedShipDate"] = iso(order.package.shipped_at if order.package else p.ship_at)
+            item["estimatedArrivalDate"] = iso(p.latest_arrival)
+        items.append(item)
+    result: dict[str, Any] = {
+        "fulfillmentOrder": _order_header(order, now),
+        "fulfillmentOrderItems": items,
+        "returnItems": [_return_item(r) for r in order.returns],
+        "returnAuthorizations": [_authorization(a) for a in order.authorizations],
+    }
+    shipment: dict[str, Any] | None = None
+    if order.package is not None:
+        pkg = order.package
+        shipment = {
+            "fulfillmentShipmentStatus": "SHIPPED",
+            "shippingDate": iso(pkg.shipped_at),
+            "fulfillmentShipmentPackage": [{
+                "packageNumber": pkg.number, "carrierCode": pkg.carrier, "trackingNumber": pkg.tracking_number,
+                "amazonFulfillmentTrackingNumber": pkg.amazon_tracking_number,
+                "estimatedArrivalDate": iso(p.latest_arrival),
+            }],
+        }
+    elif status in ("Processing", "Complete"):
+        shipment = {"fulfillmentShipmentStatus": "PENDING", "shippingDate": iso(p.ship_at)}
+    if shipment is not None:
+        package_number = order.package.number if order.package else None
+        shipment_items = []
+        for line in order.lines:
+            row: dict[str, Any] = {"sellerSku": line.sku, "sellerFulfillmentOrderItemId": line.item_id,
+                                   "quantity": line.quantity}
+            if package_number is not None:
+                row["packageNumber"] = package_number
+            shipment_items.append(row)
+        result["fulfillmentShipments"] = [{
+            "amazonShipmentId": order.shipment_id,
+            "fulfillmentCenterId": FC_ID,
+            **shipment,
+            **({"estimatedArrivalDate": iso(p.latest_arrival)} if status != "Cancelled" else {}),
+            "fulfillmentShipmentItem": shipment_items,
+        }]
+    return result
+
+
+def _return_item(item: ReturnItem) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "sellerReturnItemId": item.return_item_id,
+        "sellerFulfillmentOrderItemId": item.item_id,
+        "amazonShipmentId": item.shipment_id,
+        "sellerReturnReasonCode": item.reason,
+        "status": item.status,
+        "statusChangedDate": iso(item.status_changed or item.created_at),
+        "returnAuthorizationId": item.authorization_id,
+        "fulfillmentCenterId": FC_ID,
+    }
+    if item.comment:
+        row["returnComment"] = item.comment
+    if item.condition:
+        row["returnReceivedCondition"] = item.condition
+    return row
+
+
+def _authorization(auth: Any) -> dict[str, Any]:
+    return {
+        "returnAuthorizationId": auth.authorization_id,
+        "fulfillmentCenterId": FC_ID,
+        "returnToAddress": FC_RETURN_ADDRESS,
+        "amazonRmaId": auth.rma_id,
+        "rmaPageURL": f"https://sellercentral.amazon.co.jp/rma/{auth.rma_id}",
+    }
+
+
+def get_fulfillment_order(world: World, body: dict[str, Any], request: Request) -> dict[str, Any]:
+    return {"payload": _order_result(world.amazon, _order(world.amazon, request))}
+
+
+def list_all_fulfillment_orders(world: World, body: dict[str, Any], request: Request) -> dict[str, Any]:
+    now = world.now()
+    query = request.query_params
+    start = (_timestamp(query["queryStartDate"], "queryStartDate") if query.get("queryStartDate")
+             else now - LIST_DEFAULT_WINDOW)
+    offset = 0
+    if query.get("nextToken"):
+        try:
+            offset = int(base64.urlsafe_b64decode(query["nextToken"].encode()).decode())
+        except (ValueError, UnicodeDecodeError):
+            raise invalid(f"Value '{query['nextToken']}' for parameter nextToken is invalid.") from None
+    orders = sorted((o for o in world.amazon.orders.values() if o.status_updated(now) >= start),
+                    key=lambda o: (o.received_at, o.seller_id))
+    page = orders[offset:offset + LIST_PAGE_SIZE]
+    payload: dict[str, Any] = {"fulfillmentOrders": [_order_header(o, now) for o in page]}
+    if offset + LIST_PAGE_SIZE < len(orders):
+        payload["nextToken"] = base64.urlsafe_b64encode(str(offset + LIST_PAGE_SIZE).encode()).decode()
+    return {"payload": payload}
+
+
+STATUS_TEXT = {"IN_TRANSIT": "In transit", "OUT_FOR_DELIVERY": "Out for delivery", "DELIVERED": "Delivered",
+               "UNKNOWN": "Unknown"}
+
+
+def get_package_tracking_details(world: World, body: dict[str, Any], request: Request) -> dict[str, Any]:
+    store = world.amazon
+    raw = request.query_params.get("packageNumber")
+    if raw is None or raw == "":
+        raise invalid("Value null at 'packageNumber' failed to satisfy constraint: Member must not be null")
+    try:
+        number = int(raw)
+    except ValueError:
+        raise invalid(f"Value '{raw}' at 'packageNumber' must be an integer.") from None
+    found = store.package(number)
+    if found is None:
+        raise not_found(f"Package {number} not found.")
+    order, package = found
+    events = store.tracking_events(order, package)
+    status = store.tracking_status(events)
+    city = destination_city(order.address)
+    details: dict[str, Any] = {
+        "packageNumber": package.number,
+        "trackingNumber": package.tracking_number,
+        "customerTrackingLink": f"https://www.swiship.jp/track?id={package.amazon_tracking_number}",
+        "carrierCode": package.carrier,
+        "shipDate": iso(package.shipped_at),
+        "estimatedArrivalDate": iso(order.promise.latest_arrival),
+        "shipToAddress": {"city": city[:150], "state": str(order.address.get("stateOrRegion") or city)[:150],
+                          "country": "JP"},
+        "currentStatus": status,
+        "currentStatusDescription": STATUS_TEXT[status],
+        "trackingEvents": list(reversed(events)),
+    }
+    if package.carrier in CARRIER_CONTACTS:
+        details["carrierURL"], details["carrierPhoneNumber"] = CARRIER_CONTACTS[package.carrier]
+    return {"payload": details}
+
+
+def list_return_reason_codes(world: World, body: dict[str, Any], request: Request) -> dict[str, Any]:
+    query = request.query_params
+    sku = query.get("sellerSku") or ""
+    if not sku:
+        raise invalid("Value null at 'sellerSku' failed to satisfy constraint: Member must not be null")
+    if not world.amazon.known_sku(sku):
+        raise invalid(f"Value '{sku}' for parameter sellerSku is invalid.", "The SKU is not in this seller's "
+                      "FBA inventory.")
+    given_market = query.get("marketplaceId")
+    if given_market and given_market != MARKETPLACE_ID:
+        raise invalid(f"Value '{given_market}' for parameter marketplaceId is invalid.")
+    seller_id = query.get("sellerFulfillmentOrderId")
+    if seller_id and seller_id not in world.amazon.orders:
+        raise not_found(f"Requested order not found: {seller_id}")
+    japanese = (query.get("language") or "").lower().startswith("ja")
+    details = []
+    for code, (english, japanese_text) in RETURN_REASONS.items():
+        row = {"returnReasonCode": code, "description": english}
+        if japanese:
+            row["translatedDescription"] = japanese_text
+        details.append(row)
+    return {"payload": {"reasonCodeDetails": details}}
+
+
+INVALID_TEXT = {
+    "InvalidValues": "The item was not found in a fulfillment order.",
+    "DuplicateRequest": "A fulfillment return has already been requested for this item.",
+    "NoCompletedShipItems": "The fulfillment order containing this item has not yet shipped.",
+    "NoReturnableQuantity": "All item quantity available for return has been allocated to other return items.",
+}
+
+
+def create_fulfillment_return(world: World, body: dict[str, Any], request: Request) -> dict[str, Any]:
+    store = world.amazon
+    order = _order(store, request)
+    raw_items = body.get("items")
+    if not isinstance(raw_items, list) or not raw_items:
+        raise invalid("Value null at 'items' failed to satisfy constraint: Member must not be null or empty")
+    now = world.now()
+    shipped = order.status(now) == "Complete" and order.package is not None
+    used_ids = {r.return_item_id for r in order.returns}
+    accepted: list[dict[str, Any]] = []
+    rejected: list[dict[str, Any]] = []
+    for i, item in enumerate(raw_items):
+        if not isinstance(item, dict):
+            raise invalid(f"'items[{i}]' must be an object.")
+        return_id = _text(item.get("sellerReturnItemId"), f"items[{i}].sellerReturnItemId", max_length=80)
+        item_id = _text(item.get("sellerFulfillmentOrderItemId"), f"items[{i}].sellerFulfillmentOrderItemId")
+        shipment_id = _text(item.get("amazonShipmentId"), f"items[{i}].amazonShipmentId")
+        reason = _text(item.get("returnReasonCode"), f"items[{i}].returnReasonCode")
+        comment = _text(item.get("returnComment"), f"items[{i}].returnComment", required=False, max_length=1000)
+        line = next((ln for ln in order.lines if ln.item_id == item_id), None)
+        returned = sum(1 for r in order.returns if r.item_id == item_id)
+        returned += sum(1 for a in accepted if a["sellerFulfillmentOrderItemId"] == item_id)
+        if line is None or shipment_id != order.shipment_id or reason not in RETURN_REASONS:
+            why = "InvalidValues"
+        elif return_id in used_ids:
+            why = "DuplicateRequest"
+        elif not shipped:
+            why = "NoCompletedShipItems"
+        elif returned >= line.quantity - line.cancelled:
+            why = "NoReturnableQuantity"
+        else:
+            used_ids.add(return_id)
+            accepted.append({"sellerReturnItemId": return_id, "sellerFulfillmentOrderItemId": item_id,
+                             "amazonShipmentId": shipment_id, "reason": reason, "comment": comment or None})
+            continue
+        rejected.append({"sellerReturnItemId": return_id, "sellerFulfillmentOrderItemId": item_id,
+                         "invalidItemReason": {"invalidItemReasonCode": why, "description": INVALID_TEXT[why]}})
+    new_items: list[ReturnItem] = []
+    authorizations = []
+    if accepted:
+        auth = store.new_authorization(order)
+        authorizations.append(auth)
+        for a in accepted:
+            item = ReturnItem(a["sellerReturnItemId"], a["sellerFulfillmentOrderItemId"], a["amazonShipmentId"],
+                              a["reason"], a["comment"], auth.authorization_id, created_at=now)
+            order.returns.append(item)
+            new_items.append(item)
+        world.record("amazon", "fulfillment_return_created", seller_fulfillment_order_id=order.seller_id,
+                     return_authorization_id=auth.authorization_id, items=len(accepted))
+    return {"payload": {
+        "returnItems": [_return_item(r) for r in new_items],
+        "invalidReturnItems": rejected,
+        "returnAuthorizations": [_authorization(a) for a in authorizations],
+    }}
+
+
+def cancel_fulfillment_order(world: World, body: dict[str, Any], request: Request) -> dict[str, Any]:
+    store = world.amazon
+    order = _order(store, request)
+    status = order.status(world.now())
+    if status == "Cancelled":
+        return {}
+    if status not in ("Received", "Planning"):
+        raise invalid(f"Fulfillment order '{order.seller_id}' cannot be cancelled: its status is {status}.",
+                      "Only orders in Received or Planning can be cancelled.")
+    store.cancel_order(order)
+    return {}
+
+
+def get_inventory_summaries(world: World, body: dict[str, Any], request: Request) -> dict[str, Any]:
+    store = world.amazon
+    query = request.query_params
+    if query.get("granularityType") != "Marketplace":
+        raise invalid(f"Value '{query.get('granularityType')}' for parameter granularityType is invalid.",
+                      "Must be Marketplace.")
+    if query.get("granularityId") != MARKETPLACE_ID:
+        raise invalid(f"Value '{query.get('granularityId')}' for parameter granularityId is invalid.")
+    markets = [m for value in query.getlist("marketplaceIds") for m in value.split(",") if m]
+    if markets != [MARKETPLACE_ID]:
+        raise invalid(f"Value '{','.join(markets)}' for parameter marketplaceIds is invalid.",
+                      f"Exactly one marketplace, {MARKETPLACE_ID}, is expected.")
+    skus = sorted(store.fba_stock)
+    wanted = [s for value in query.getlist("sellerSkus") for s in value.split(",") if s]
+    if len(wanted) > 50:
+        raise invalid("At most 50 sellerSkus may be given.")
+    if query.get("startDateTime"):
+        start = _timestamp(query["startDateTime"], "startDateTime")
+        skus = [s for s in skus if store.stock_updated.get(s, start) >= start]
+    elif wanted:
+        skus = [s for s in skus if s in wanted]
+    elif query.get("sellerSku"):
+        skus = [s for s in skus if s == query["sellerSku"]]
+    details = (query.get("details") or "").lower() == "true"
+    summaries = []
+    for sku in skus:
+        fulfillable = max(0, store.fba_stock.get(sku, 0))
+        reserved = store.reserved(sku)
+        summary: dict[str, Any] = {
+            "asin": asin_for(sku), "fnSku": fnsku_for(sku), "sellerSku": sku, "condition": "NewItem",
+            "lastUpdatedTime": iso(store.stock_updated.get(sku, world.now())),
+            "productName": product_name(sku), "totalQuantity": fulfillable + reserved,
+        }
+        if details:
+            summary["inventoryDetails"] = {
+                "fulfillableQuantity": fulfillable, "inboundWorkingQuantity": 0, "inboundShippedQuantity": 0,
+                "inboundReceivingQuantity": 0,
+                "reservedQuantity": {"totalReservedQuantity": reserved, "pendingCustomerOrderQuantity": reserved,
+                                     "pendingTransshipmentQuantity": 0, "fcProcessingQuantity": 0},
+                "researchingQuantity": {"totalResearchingQuantity": 0, "researchingQuantityBreakdown": []},
+                "unfulfillableQuantity": {"totalUnfulfillableQuantity": 0, "customerDamagedQuantity": 0,
+                                          "warehouseDamagedQuantity": 0, "distributorDamagedQuantity": 0,
+                                          "carrierDamagedQuantity": 0, "defectiveQuantity": 0,
+                                          "expiredQuantity": 0},
+            }
+        summaries.append(summary)
+    return {"payload": {"granularity": {"granularityType": "Marketplace", "granularityId": MARKETPLACE_ID},
+                        "inventorySummaries": summaries}}
+
+
+Handler = Callable[["World", dict[str, Any], Request], dict[str, Any]]
+
+ROUTES: list[tuple[str, str, str, Handler]] = [
+    ("POST", f"{OUTBOUND}/fulfillmentOrders/preview", "getFulfillmentPreview", get_fulfillment_preview),
+    ("POST", f"{OUTBOUND}/fulfillmentOrders", "createFulfillmentOrder", create_fulfillment_order),
+    ("GET", f"{OUTBOUND}/fulfillmentOrders", "listAllFulfillmentOrders", list_all_fulfillment_orders),
+    ("GET", f"{OUTBOUND}/tracking", "getPackageTrackingDetails", get_package_tracking_details),
+    ("GET", f"{OUTBOUND}/returnReasonCodes", "listReturnReasonCodes", list_return_reason_codes),
+    ("GET", f"{OUTBOUND}/fulfillmentOrders/{{sellerFulfillmentOrderId}}", "getFulfillmentOrder",
+     get_fulfillment_order),
+    ("PUT", f"{OUTBOUND}/fulfillmentOrders/{{sellerFulfillmentOrderId}}/return", "createFulfillmentReturn",
+     create_fulfillment_return),
+    ("PUT", f"{OUTBOUND}/fulfillmentOrders/{{sellerFulfillmentOrderId}}/cancel", "cancelFulfillmentOrder",
+     cancel_fulfillment_order),
+    ("GET", "/fba/inventory/v1/summaries", "getInventorySummaries", get_inventory_summaries),
+]
+
+
+def _endpoint(state: SandboxState, operation: str, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+    async def endpoint(request: Request) -> Response:
+        world = state.world
+        store = world.amazon
+        refused = _check_access(world, request)
+        if refused is not None:
+            return sp_response(refused.status, errors_body(refused.code, refused.message, refused.details))
+        if not store.take_quota(operation):
+            return sp_response(429, errors_body("QuotaExceeded", "You exceeded your quota for the requested "
+                                                "resource."), operation, store)
+        try:
+            body = await _json_body(request) if request.method in ("POST", "PUT") else {}
+            store.tick(world.now())
+            result = handler(world, body, request)
+        except SpApiError as exc:
+            return sp_response(exc.status, errors_body(exc.code, exc.message, exc.details), operation, store)
+        return sp_response(200, result, operation, store)
+
+    endpoint.__name__ = operation
+    return endpoint
 
 
 def create_app(state: SandboxState) -> FastAPI:
-    app = FastAPI(title="spapi (sandbox)")
-    install_faults(app, state, "spapi")
+    app = FastAPI(title="Amazon SP-API (Kuroko sandbox)", docs_url=None, redoc_url=None, openapi_url=None)
+    install_faults(app, state, "spapi", too_many=_throttled, server_error=_internal_failure)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 405:
+            return sp_response(405, errors_body("MethodNotAllowed", f"{request.method} is not allowed on "
+                                                f"{request.url.path}."))
+        return sp_response(exc.status_code, errors_body("NotFound", f"Resource {request.url.path} not found."))
+
+    async def token(request: Request) -> Response:
+        return await _token(state, request)
+
+    app.add_api_route("/auth/o2/token", token, methods=["POST"], include_in_schema=False)
+    for method, path, operation, handler in ROUTES:
+        app.add_api_route(path, _endpoint(state, operation, handler), methods=[method], name=operation)
     return app
+
+
+# --- admin knobs ------------------------------------------------------------------------------
+class LostParcels(BaseModel):
+    skus: list[str] = Field(default_factory=list, description="every package with one of these SKUs is lost")
+    next: int = Field(0, ge=0, description="the next N packages to ship are lost")
+    clear: bool = Field(False, description="forget earlier lost-parcel settings first")
+
+
+class ForcedCarrier(BaseModel):
+    carrier_code: str
+    count: int = Field(1, ge=1)
+
+
+class QuotaPlan(BaseModel):
+    operation: str | None = Field(None, description="one operation (e.g. getFulfillmentPreview); none: all")
+    rate: float = Field(2.0, gt=0)
+    burst: int = Field(30, ge=1)
+
+
+class ReturnReceived(BaseModel):
+    condition: str = Field("Sellable", pattern="^(Sellable|Defective|CustomerDamaged|CarrierDamaged|"
+                                               "FulfillerDamaged)$")
+
+
+def admin_router(state: SandboxState) -> APIRouter:
+    router = APIRouter(prefix="/admin/amazon")
+
+    def store() -> AmazonStore:
+        amazon = state.world.amazon
+        amazon.tick(state.world.now())
+        return amazon
+
+    def find(seller_id: str) -> FulfillmentOrder:
+        order = store().orders.get(seller_id)
+        if order is None:
+            raise HTTPException(404, f"no fulfillment order {seller_id}")
+        return order
+
+    @router.get("/fulfillment-orders")
+    async def orders() -> list[dict[str, Any]]:
+        amazon = store()
+        return [amazon.order_view(o) for o in amazon.orders.values()]
+
+    @router.get("/fulfillment-orders/{seller_id}")
+    async def order(seller_id: str) -> dict[str, Any]:
+        return store().order_view(find(seller_id))
+
+    @router.post("/fulfillment-orders/{seller_id}/lose")
+    async def lose(seller_id: str) -> dict[str, Any]:
+        amazon, target = store(), find(seller_id)
+        if target.package is not None and amazon.tracking_status(
+                amazon.tracking_events(target, target.package)) == "DELIVERED":
+            raise HTTPException(409, f"{seller_id} was already delivered")
+        amazon.lose(target)
+        return amazon.order_view(target)
+
+    @router.post("/lost")
+    async def lost(body: LostParcels) -> dict[str, Any]:
+        amazon = store()
+        if body.clear:
+            amazon.lost_skus.clear()
+            amazon.lose_next = 0
+        amazon.lost_skus.update(body.skus)
+        amazon.lose_next += body.next
+        return {"lost_skus": sorted(amazon.lost_skus), "lose_next": amazon.lose_next}
+
+    @router.post("/carrier")
+    async def carrier(body: ForcedCarrier) -> dict[str, Any]:
+        amazon = store()
+        amazon.forced_carriers.extend([body.carrier_code] * body.count)
+        return {"forced_carriers": list(amazon.forced_carriers)}
+
+    @router.get("/quota")
+    async def quota() -> dict[str, Any]:
+        return {op: {"rate": r, "burst": b} for op, (r, b) in store().plans.items()}
+
+    @router.post("/quota")
+    async def set_quota(body: QuotaPlan) -> dict[str, Any]:
+        amazon = store()
+        if body.operation is not None and body.operation not in amazon.plans:
+            raise HTTPException(400, f"unknown operation {body.operation!r}; one of {sorted(amazon.plans)}")
+        amazon.set_plan(body.operation, body.rate, body.burst)
+        return await quota()
+
+    @router.delete("/quota")
+    async def reset_quota() -> dict[str, Any]:
+        amazon = store()
+        amazon.plans = dict(DEFAULT_PLANS)
+        amazon.buckets.clear()
+        return await quota()
+
+    @router.post("/tokens/expire")
+    async def expire_tokens() -> dict[str, float]:
+        """Every access token issued so far expires now (the robot must fetch a new one)."""
+        store().tokens_valid_after = time.time() + 0.001
+        return {"tokens_valid_after": store().tokens_valid_after}
+
+    @router.post("/returns/{authorization_id}/receive")
+    async def receive(authorization_id: str, body: ReturnReceived) -> dict[str, Any]:
+        items = store().receive_return(authorization_id, body.condition)
+        if not items:
+            raise HTTPException(404, f"no open return items for authorization {authorization_id}")
+        return {"processed": [i.return_item_id for i in items], "condition": body.condition}
+
+    return router
