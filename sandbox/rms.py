@@ -1,18 +1,468 @@
-"""Placeholder until the rms app lands."""
+"""Sandbox Rakuten RMS: Rakuten's merchant back office, in Japanese as the real one is.
+
+Screens (all behind an R-Login style login; a missing or expired session redirects to
+``/login?next=…``):
+
+- ``/login``                               ログイン (R-Login ID + パスワード)
+- ``/rms/order``                           受注一覧, newest first
+- ``/rms/order/{order_number}``            受注詳細 — what the ticket's "Purchase History" link opens:
+  基本情報, 注文確認 (only while 注文確認待ち, behind a confirm dialog), メール送信, 注文者情報,
+  送付先情報, 商品, 発送情報 (配送会社 <select>, 発送日, お荷物伝票番号, 更新), メール送信履歴
+- ``/rms/order/{order_number}/mail``       メールテンプレートの選択 → 次へ
+- ``/rms/order/{order_number}/mail/preview?template=KEY``  editable fields + body preview → 送信
+- unknown order → a 404 page in Japanese
+
+Every POST carries a hidden ``csrf_token`` checked against the session (the login form uses a
+double-submit cookie). A POST without a valid session changes nothing and redirects to the login
+page with ``next`` set to the order page.
+
+Sessions live in this app's memory, keyed by a random cookie. They end when the world is reset,
+after ``SESSION_IDLE`` of *virtual* time without a request, at logout, and — fault knob
+``expire_sessions`` — all at once at the next request.
+
+``hide_elements`` names (``POST /admin/faults {"system": "rms", "hide_elements": [...]}``); each
+named element is simply not rendered, as on a page that changed:
+
+    login_button      ログイン button on the login page
+    order_status      the 注文ステータス value on the order page
+    items_table       the 商品 table
+    confirm_button    注文確認
+    send_mail_button  メール送信
+    shipping_form     the whole 発送情報 form
+    mail_history      the メール送信履歴 table
+    template_list     the template radio buttons on the template choice page
+    next_button       次へ
+    preview_fields    the editable fields on the preview page
+    send_button       送信
+
+Admin extras (``admin_router``): ``GET /admin/rms/orders/{order_number}`` gives everything the
+order page shows (buyer details included), for tests to compare a page with the truth.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import secrets
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI, HTTPException, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from markupsafe import Markup, escape
 
+from bots.settings import Settings
+from sandbox.catalog import RMS_CARRIERS, RMS_TEMPLATES
 from sandbox.faults import install_faults
+from sandbox.world import JST, BossState, RakutenOrder, World, render_mail_body
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     from sandbox.server import SandboxState
+
+HERE = Path(__file__).resolve().parent
+TEMPLATES = Jinja2Templates(directory=str(HERE / "templates"))
+STATIC_DIR = HERE / "static"
+
+SESSION_COOKIE = "rms_session"
+LOGIN_CSRF_COOKIE = "rms_login_csrf"
+SESSION_IDLE = timedelta(hours=12)
+"""Virtual time without a request after which R-Login asks for the password again."""
+
+SHOP_NAME = "Kuroko SIMストア"
+MAIL_FIELDS = {
+    "thank_you": ["order_number"],
+    "shipping_jm": ["order_number", "ship_date", "carrier", "tracking_number"],
+    "shipping_js": ["order_number", "ship_date", "carrier", "tracking_number"],
+}
+FIELD_LABELS = {
+    "order_number": "受注番号",
+    "ship_date": "発送日",
+    "carrier": "配送会社",
+    "tracking_number": "お荷物伝票番号",
+}
+STATUS_CLASS = {
+    "注文確認待ち": "wait",
+    "発送待ち": "ready",
+    "発送後": "shipped",
+    "完了": "done",
+    "キャンセル確定": "cancel",
+}
+
+
+@dataclass
+class RmsSession:
+    user: str
+    csrf: str
+    world: World
+    last_seen: datetime
+    flashes: list[tuple[str, str]] = field(default_factory=list)
+    """(kind, message) shown once on the next order page: kind is "success" or "error"."""
+
+
+class Sessions:
+    def __init__(self, state: SandboxState) -> None:
+        self.state = state
+        self.by_token: dict[str, RmsSession] = {}
+
+    def open(self, user: str) -> tuple[str, RmsSession]:
+        world = self.state.world
+        token = secrets.token_urlsafe(24)
+        session = RmsSession(user=user, csrf=secrets.token_urlsafe(24), world=world, last_seen=world.now())
+        self.by_token[token] = session
+        return token, session
+
+    def current(self, request: Request) -> RmsSession | None:
+        token = request.cookies.get(SESSION_COOKIE)
+        session = self.by_token.get(token or "")
+        if session is None:
+            return None
+        world = self.state.world
+        if session.world is not world or world.now() - session.last_seen > SESSION_IDLE:
+            self.by_token.pop(token or "", None)
+            return None
+        session.last_seen = world.now()
+        return session
+
+    def close(self, request: Request) -> None:
+        self.by_token.pop(request.cookies.get(SESSION_COOKIE) or "", None)
+
+
+# --- formatting --------------------------------------------------------------------------------
+def jst(moment: datetime) -> str:
+    return moment.astimezone(JST).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def yen(amount: int) -> str:
+    return f"{amount:,}"
+
+
+TEMPLATES.env.filters["jst"] = jst
+TEMPLATES.env.filters["yen"] = yen
+
+
+def same(given: str, expected: str) -> bool:
+    """Constant-time comparison that also takes non-ASCII input (a Japanese user id)."""
+    return secrets.compare_digest(given.encode(), expected.encode())
+
+
+def safe_next(target: str | None) -> str:
+    """Only a path on this site: never an absolute or scheme-relative URL."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/rms/order"
+    return target
+
+
+def login_redirect(next_path: str) -> RedirectResponse:
+    return RedirectResponse(f"/login?next={quote(next_path, safe='/')}", status_code=303)
+
+
+def mail_subject(template_key: str, order_number: str) -> str:
+    """The subject as world.send_rms_mail will write it."""
+    return f"【楽天市場】{RMS_TEMPLATES[template_key]}（受注番号：{order_number}）"
+
+
+def preview_html(template_key: str, order: RakutenOrder, fields: dict[str, str]) -> Markup:
+    """The mail body with each editable value in a ``<span data-field>`` the page's script updates."""
+    marks = {k: f"\x00{k}\x00" for k in MAIL_FIELDS[template_key]}
+    text = str(escape(render_mail_body(template_key, order, marks)))
+    for key in marks:
+        value = escape(fields.get(key, ""))
+        text = text.replace(f"\x00{key}\x00", f'<span class="field" data-field="{key}">{value}</span>')
+    return Markup(text)
+
+
+def parse_date(text: str) -> date | None:
+    for fmt in ("%Y-%m-%d", "%Y/%m/%d"):
+        try:
+            return datetime.strptime(text.strip(), fmt).date()
+        except ValueError:
+            continue
+    return None
+
+
+def order_facts(world: World, order: RakutenOrder) -> dict[str, Any]:
+    """Everything the order page shows, as data (admin API)."""
+    b = order.buyer
+    return {
+        "order_number": order.order_number,
+        "placed_at": order.placed_at.isoformat(),
+        "status": order.rms_status(world.now()),
+        "buyer": {"name": b.name, "kana": b.kana, "email": b.email, "phone": b.phone,
+                  "postal_code": b.postal_code, "prefecture": b.prefecture, "city": b.city,
+                  "address": b.address},
+        "items": [{"sku": i.sku, "name": i.name, "quantity": i.quantity, "unit_price_yen": i.price_yen}
+                  for i in order.items],
+        "total_yen": order.total_yen,
+        "shipping": {"company": order.shipping_company,
+                     "date": order.shipping_date.isoformat() if order.shipping_date else None,
+                     "tracking_number": order.tracking_number},
+        "mails": [{"mail_id": m.mail_id, "template": m.template, "subject": m.subject,
+                   "sent_at": m.sent_at.isoformat(), "fields": m.fields, "body": m.body}
+                  for m in order.mails],
+    }
+
+
+def demo_credentials() -> tuple[str, str]:
+    """The sandbox accepts the demo login only: the defaults of bots/settings.py, never a real one
+    from the environment."""
+    fields = Settings.model_fields
+    password = fields["rms_password"].default
+    return str(fields["rms_user"].default), password.get_secret_value()
+
+
+def admin_router(state: SandboxState) -> APIRouter:
+    router = APIRouter()
+
+    @router.get("/admin/rms/orders/{order_number}")
+    async def rms_order(order_number: str) -> dict[str, Any]:
+        order = state.world.orders.get(order_number)
+        if order is None:
+            raise HTTPException(404, f"no order {order_number}")
+        return order_facts(state.world, order)
+
+    return router
 
 
 def create_app(state: SandboxState) -> FastAPI:
-    app = FastAPI(title="rms (sandbox)")
+    app = FastAPI(title="Rakuten RMS (sandbox)", docs_url=None, redoc_url=None, openapi_url=None)
     install_faults(app, state, "rms")
+    app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
+    sessions = Sessions(state)
+    demo_user, demo_password = demo_credentials()
+
+    @app.middleware("http")
+    async def expire_sessions(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        knobs = state.world.faults["rms"]
+        if knobs.expire_sessions and not request.url.path.startswith("/static"):
+            sessions.by_token.clear()
+            knobs.expire_sessions = False
+        return await call_next(request)
+
+    def render(request: Request, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+        world = state.world
+        context.setdefault("session", None)
+        context.update(
+            hidden=set(world.faults["rms"].hide_elements),
+            now=world.now(),
+            shop_name=SHOP_NAME,
+            status_class=STATUS_CLASS,
+        )
+        return TEMPLATES.TemplateResponse(request, f"rms/{name}", context, status_code=status_code)
+
+    def find_order(order_number: str) -> RakutenOrder | None:
+        return state.world.orders.get(order_number)
+
+    def not_found(request: Request, session: RmsSession, order_number: str) -> HTMLResponse:
+        return render(request, "not_found.html", 404, session=session, order_number=order_number)
+
+    async def checked_form(request: Request, session: RmsSession) -> dict[str, str] | None:
+        form = await request.form()
+        values = {k: v for k, v in form.items() if isinstance(v, str)}
+        if not same(values.get("csrf_token", ""), session.csrf):
+            return None
+        return values
+
+    def forbidden(request: Request, session: RmsSession | None) -> HTMLResponse:
+        return render(request, "forbidden.html", 403, session=session)
+
+    # --- login ---------------------------------------------------------------------------
+    @app.get("/", response_model=None)
+    async def home() -> RedirectResponse:
+        return RedirectResponse("/rms/order", status_code=303)
+
+    @app.get("/login", response_model=None)
+    async def login_form(request: Request, next: str = "/rms/order") -> HTMLResponse:
+        token = secrets.token_urlsafe(24)
+        response = render(request, "login.html", next=safe_next(next), csrf=token, error=None, user="")
+        response.set_cookie(LOGIN_CSRF_COOKIE, token, httponly=True, samesite="lax")
+        return response
+
+    @app.post("/login", response_model=None)
+    async def login(request: Request) -> Response:
+        form = await request.form()
+        values = {k: v for k, v in form.items() if isinstance(v, str)}
+        next_path = safe_next(values.get("next"))
+        cookie_token = request.cookies.get(LOGIN_CSRF_COOKIE, "")
+        if not cookie_token or not same(values.get("csrf_token", ""), cookie_token):
+            return forbidden(request, None)
+        user = values.get("user", "").strip()
+        password = values.get("password", "")
+        if not (same(user, demo_user) and same(password, demo_password)):
+            state.world.record("rms", "login_refused", user=user)
+            token = secrets.token_urlsafe(24)
+            refused = render(request, "login.html", 401, next=next_path, csrf=token, user=user,
+                             error="R-Login IDまたはパスワードが正しくありません。")
+            refused.set_cookie(LOGIN_CSRF_COOKIE, token, httponly=True, samesite="lax")
+            return refused
+        session_token, _ = sessions.open(user)
+        state.world.record("rms", "login", user=user)
+        response = RedirectResponse(next_path, status_code=303)
+        response.set_cookie(SESSION_COOKIE, session_token, httponly=True, samesite="lax")
+        response.delete_cookie(LOGIN_CSRF_COOKIE)
+        return response
+
+    @app.get("/logout", response_model=None)
+    async def logout(request: Request) -> RedirectResponse:
+        sessions.close(request)
+        response = RedirectResponse("/login", status_code=303)
+        response.delete_cookie(SESSION_COOKIE)
+        return response
+
+    # --- orders --------------------------------------------------------------------------
+    @app.get("/rms/order", response_model=None)
+    async def order_list(request: Request, status: str = "") -> Response:
+        session = sessions.current(request)
+        if session is None:
+            return login_redirect(str(request.url.path) + (f"?{request.url.query}" if request.url.query else ""))
+        world = state.world
+        orders = sorted(world.orders.values(), key=lambda o: o.placed_at, reverse=True)
+        rows = [(o, o.rms_status(world.now())) for o in orders]
+        counts: dict[str, int] = {}
+        for _, s in rows:
+            counts[s] = counts.get(s, 0) + 1
+        if status:
+            rows = [(o, s) for o, s in rows if s == status]
+        return render(request, "order_list.html", session=session, rows=rows, counts=counts, status=status)
+
+    @app.get("/rms/order/{order_number}", response_model=None)
+    async def order_page(request: Request, order_number: str) -> Response:
+        session = sessions.current(request)
+        if session is None:
+            return login_redirect(request.url.path)
+        order = find_order(order_number)
+        if order is None:
+            return not_found(request, session, order_number)
+        world = state.world
+        flashes, session.flashes = session.flashes, []
+        status = order.rms_status(world.now())
+        return render(
+            request, "order.html", session=session, order=order, status=status, flashes=flashes,
+            can_confirm=order.confirmed_at is None and order.boss_state is not BossState.CANCELLED,
+            carriers=RMS_CARRIERS, shipping_error=None,
+        )
+
+    @app.post("/rms/order/{order_number}/confirm", response_model=None)
+    async def confirm(request: Request, order_number: str) -> Response:
+        session = sessions.current(request)
+        if session is None:
+            return login_redirect(f"/rms/order/{order_number}")
+        if await checked_form(request, session) is None:
+            return forbidden(request, session)
+        order = find_order(order_number)
+        if order is None:
+            return not_found(request, session, order_number)
+        already = order.confirmed_at is not None
+        state.world.confirm_order_in_rms(order_number)
+        if already:
+            session.flashes.append(("error", "この注文はすでに注文確認済みです。"))
+        else:
+            session.flashes.append(("success", "注文確認を行いました。"))
+        return RedirectResponse(f"/rms/order/{order_number}", status_code=303)
+
+    @app.post("/rms/order/{order_number}/shipping", response_model=None)
+    async def shipping(request: Request, order_number: str) -> Response:
+        session = sessions.current(request)
+        if session is None:
+            return login_redirect(f"/rms/order/{order_number}")
+        values = await checked_form(request, session)
+        if values is None:
+            return forbidden(request, session)
+        order = find_order(order_number)
+        if order is None:
+            return not_found(request, session, order_number)
+        company = values.get("shipping_company", "")
+        ship_date = parse_date(values.get("shipping_date", ""))
+        tracking = values.get("tracking_number", "").strip()
+        errors = []
+        if company not in RMS_CARRIERS:
+            errors.append("配送会社を一覧から選択してください。")
+        if ship_date is None:
+            errors.append("発送日を正しく入力してください（例：2026-11-20）。")
+        if not tracking:
+            errors.append("お荷物伝票番号を入力してください。")
+        elif not all(c.isascii() and (c.isalnum() or c == "-") for c in tracking):
+            errors.append("お荷物伝票番号は半角英数字とハイフンで入力してください。")
+        if errors or ship_date is None:
+            world = state.world
+            return render(
+                request, "order.html", 400, session=session, order=order, flashes=[],
+                status=order.rms_status(world.now()), carriers=RMS_CARRIERS, shipping_error=" ".join(errors),
+                can_confirm=order.confirmed_at is None and order.boss_state is not BossState.CANCELLED,
+            )
+        state.world.set_shipping(order_number, company, ship_date, tracking)
+        session.flashes.append(("success", "発送情報を更新しました。"))
+        return RedirectResponse(f"/rms/order/{order_number}", status_code=303)
+
+    # --- mail ----------------------------------------------------------------------------
+    @app.get("/rms/order/{order_number}/mail", response_model=None)
+    async def mail_choice(request: Request, order_number: str) -> Response:
+        session = sessions.current(request)
+        if session is None:
+            return login_redirect(request.url.path)
+        order = find_order(order_number)
+        if order is None:
+            return not_found(request, session, order_number)
+        return render(request, "mail_choose.html", session=session, order=order, templates=RMS_TEMPLATES,
+                      error=None)
+
+    @app.get("/rms/order/{order_number}/mail/preview", response_model=None)
+    async def mail_preview(request: Request, order_number: str, template: str = "") -> Response:
+        session = sessions.current(request)
+        if session is None:
+            return login_redirect(f"/rms/order/{order_number}/mail")
+        order = find_order(order_number)
+        if order is None:
+            return not_found(request, session, order_number)
+        if template not in RMS_TEMPLATES:
+            return render(request, "mail_choose.html", 400, session=session, order=order,
+                          templates=RMS_TEMPLATES, error="送信するメールテンプレートを選択してください。")
+        defaults = {
+            "order_number": order.order_number,
+            "ship_date": (order.shipping_date or state.world.clock.today_jst()).isoformat(),
+            "carrier": order.shipping_company or "",
+            "tracking_number": order.tracking_number or "",
+        }
+        fields = {k: defaults[k] for k in MAIL_FIELDS[template]}
+        return mail_preview_page(request, session, order, template, fields, None)
+
+    def mail_preview_page(request: Request, session: RmsSession, order: RakutenOrder, template: str,
+                          fields: dict[str, str], error: str | None, status_code: int = 200) -> HTMLResponse:
+        return render(
+            request, "mail_preview.html", status_code, session=session, order=order, template=template,
+            template_name=RMS_TEMPLATES[template], fields=fields, labels=FIELD_LABELS, error=error,
+            subject=mail_subject(template, fields.get("order_number", "")),
+            body=preview_html(template, order, fields),
+        )
+
+    @app.post("/rms/order/{order_number}/mail/send", response_model=None)
+    async def mail_send(request: Request, order_number: str) -> Response:
+        session = sessions.current(request)
+        if session is None:
+            return login_redirect(f"/rms/order/{order_number}")
+        values = await checked_form(request, session)
+        if values is None:
+            return forbidden(request, session)
+        order = find_order(order_number)
+        if order is None:
+            return not_found(request, session, order_number)
+        template = values.get("template", "")
+        if template not in RMS_TEMPLATES:
+            return render(request, "mail_choose.html", 400, session=session, order=order,
+                          templates=RMS_TEMPLATES, error="送信するメールテンプレートを選択してください。")
+        fields = {k: values.get(k, "").strip() for k in MAIL_FIELDS[template]}
+        missing = [FIELD_LABELS[k] for k, v in fields.items() if not v]
+        errors = [f"{'・'.join(missing)}を入力してください。"] if missing else []
+        if fields.get("ship_date") and parse_date(fields["ship_date"]) is None:
+            errors.append("発送日は YYYY-MM-DD の形式で入力してください。")
+        if errors:
+            return mail_preview_page(request, session, order, template, fields, " ".join(errors), 400)
+        mail = state.world.send_rms_mail(order_number, template, fields)
+        session.flashes.append(("success", f"メールを送信しました。（メールID：{mail.mail_id}）"))
+        return RedirectResponse(f"/rms/order/{order_number}", status_code=303)
+
     return app

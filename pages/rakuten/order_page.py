@@ -1,0 +1,370 @@
+"""The RMS order page (受注詳細) — what the ticket's Purchase History link opens — and the three
+things the robot does there: 注文確認, メール送信 (template → 次へ → 送信), and the 発送情報 fields.
+
+The page object reports what RMS shows and clicks only what it is asked to; whether an order is a
+physical SIM, or whether a mail was already sent, is the procedure's decision.
+
+Every action submits one form and waits for the page it leads to and for RMS's own success
+message. If RMS dropped the session before the action reached it (it then answers with its login
+page and changes nothing), the page object logs in again and does the action once more; a second
+bounce is a SessionExpired.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from datetime import date, datetime
+from typing import TypeVar
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
+
+from playwright.sync_api import Dialog, Locator, Response
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
+from pydantic import BaseModel
+
+from bots.errors import (
+    OrderMismatch,
+    PageChanged,
+    SessionExpired,
+    SiteUnavailable,
+    UnknownValue,
+    UnsafeLink,
+)
+from pages.rakuten.site import RmsSite
+
+JST = ZoneInfo("Asia/Tokyo")
+TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+ORDER_PATH = "/rms/order/"
+TEMPLATE_KEYS = ("thank_you", "shipping_jm", "shipping_js")
+MAIL_FIELD_KEYS = ("order_number", "ship_date", "carrier", "tracking_number")
+
+T = TypeVar("T")
+
+
+class RmsItem(BaseModel):
+    sku: str
+    """商品管理番号."""
+    name: str
+    quantity: int
+    unit_price_yen: int
+
+
+class RmsMailRecord(BaseModel):
+    """One row of メール送信履歴, as RMS shows it."""
+
+    mail_id: str
+    template: str
+    """The template's name as RMS shows it (e.g. サンクスメール)."""
+    sent_at: datetime
+    subject: str
+    template_key: str | None = None
+    """send_mail()'s name for that template ("thank_you" …), when selectors/rakuten.yaml knows it."""
+
+
+class RmsOrderView(BaseModel):
+    order_number: str
+    status: str
+    """注文ステータス as shown (注文確認待ち, 発送待ち, 発送後, 完了, キャンセル確定 …)."""
+    placed_at: datetime
+    """注文日時, Asia/Tokyo."""
+    buyer_name: str
+    buyer_email: str
+    phone: str
+    postal_code: str
+    """送付先 postal code without the 〒 mark, e.g. 160-0023."""
+    prefecture: str
+    city: str
+    address: str
+    items: list[RmsItem]
+    can_confirm: bool
+    """The 注文確認 button is on the page."""
+    shipping_company: str | None
+    shipping_date: date | None
+    tracking_number: str | None
+    mails: list[RmsMailRecord]
+    """メール送信履歴, oldest first."""
+
+
+class _LoggedOut(Exception):
+    """RMS answered an action with its login page: the action did not happen."""
+
+
+class RmsOrderPage:
+    element_timeout_ms = 5_000
+    """How long an element of an already loaded page may take to show."""
+
+    def __init__(self, site: RmsSite) -> None:
+        self.site = site
+        self._path: str | None = None
+
+    # --- reading -----------------------------------------------------------------------------
+    def open(self, url: str) -> RmsOrderView:
+        """Open an order by its Purchase History link (a full URL on the configured RMS) or path."""
+        path = self._order_path(url)
+        self.site.goto(path)
+        if self.site.el("not_found.heading").count():
+            raise OrderMismatch(
+                f"RMS has no order {path.removeprefix(ORDER_PATH)} (its page says 受注が見つかりません); "
+                "check the order number and link in the ticket"
+            )
+        self._path = path
+        view = self.read()
+        wanted = path.removeprefix(ORDER_PATH).strip("/")
+        if view.order_number != wanted:
+            raise OrderMismatch(f"the link names RMS order {wanted} but the page shows {view.order_number}")
+        return view
+
+    def read(self) -> RmsOrderView:
+        """The order page as it is now."""
+        site = self.site
+        self._visible("order.heading")
+        placed_text = self._text("order.placed_at")
+        company = self._value("order.shipping_company")
+        ship_date_text = self._value("order.shipping_date")
+        tracking = self._value("order.tracking_number")
+        view = RmsOrderView(
+            order_number=self._text("order.order_number"),
+            status=self._text("order.status"),
+            placed_at=self._time(placed_text, "order.placed_at"),
+            buyer_name=self._text("order.buyer_name"),
+            buyer_email=self._text("order.buyer_email"),
+            phone=self._text("order.phone"),
+            postal_code=self._text("order.postal_code").lstrip("〒").strip(),
+            prefecture=self._text("order.prefecture"),
+            city=self._text("order.city"),
+            address=self._text("order.address"),
+            items=self._items(),
+            can_confirm=site.el("order.confirm_button").count() > 0,
+            shipping_company=company or None,
+            shipping_date=self._date(ship_date_text) if ship_date_text else None,
+            tracking_number=tracking or None,
+            mails=self._mails(),
+        )
+        self._path = ORDER_PATH + view.order_number
+        return view
+
+    # --- actions -----------------------------------------------------------------------------
+    def confirm_order(self) -> RmsOrderView:
+        """注文確認, accepting its confirm dialog; returns the page once RMS says it is done."""
+        return self._act(self._confirm_once)
+
+    def send_mail(self, template: str, fields: dict[str, str] | None = None) -> RmsOrderView:
+        """メール送信 → ``template`` (thank_you | shipping_jm | shipping_js) → 次へ → each given field
+        typed into the preview → 送信. Returns the page once RMS says the mail was sent."""
+        if template not in TEMPLATE_KEYS:
+            raise ValueError(f"unknown RMS mail template {template!r}; one of {', '.join(TEMPLATE_KEYS)}")
+        unknown = sorted(set(fields or {}) - set(MAIL_FIELD_KEYS))
+        if unknown:
+            raise ValueError(f"unknown mail field(s) {', '.join(unknown)}; known: {', '.join(MAIL_FIELD_KEYS)}")
+        return self._act(lambda: self._send_mail_once(template, dict(fields or {})))
+
+    def set_shipping(self, company: str, ship_date: date, tracking_number: str) -> RmsOrderView:
+        """Fill 配送会社 (one of RMS's list), 発送日 and お荷物伝票番号, then 更新."""
+        return self._act(lambda: self._set_shipping_once(company, ship_date, tracking_number))
+
+    # --- one attempt of each action ----------------------------------------------------------
+    def _confirm_once(self) -> RmsOrderView:
+        self._back_on_order()
+        button = self.site.el("order.confirm_button")
+        if not button.count():
+            status = self._text("order.status") if self.site.el("order.status").count() else "unknown"
+            raise PageChanged(
+                f"rakuten: the 注文確認 button ('order.confirm_button') is not on order {self._order_number()} "
+                f"(status shown: {status}); RMS shows it only while the order awaits confirmation"
+            )
+        self._submit("order.confirm_button", accept_dialog=True)
+        self._expect_result("order.confirmed_message", "order.error", "注文確認")
+        return self.read()
+
+    def _send_mail_once(self, template: str, fields: dict[str, str]) -> RmsOrderView:
+        self._back_on_order()
+        self._submit("order.send_mail_button")
+        self._visible("mail_template.heading")
+        radio = self._visible(f"mail_template.{template}")
+        radio.first.check()
+        self._submit("mail_template.next_button")
+        self._visible("mail_preview.heading")
+        for key, value in fields.items():
+            box = self._visible(f"mail_preview.{key}")
+            box.first.fill(value)
+        self._submit("mail_preview.send_button", accept_dialog=True)
+        self._expect_result("order.mail_sent_message", "mail_preview.error", "メール送信")
+        return self.read()
+
+    def _set_shipping_once(self, company: str, ship_date: date, tracking_number: str) -> RmsOrderView:
+        self._back_on_order()
+        select = self._visible("order.shipping_company").first
+        options: list[str] = select.evaluate("s => Array.from(s.options).map(o => o.value).filter(v => v)")
+        if company not in options:
+            raise UnknownValue(
+                f"RMS offers no shipping company {company!r}; its 配送会社 list is: {', '.join(options)}. "
+                "Map the carrier to one of these (KUROKO_CARRIER_MAP)"
+            )
+        select.select_option(value=company)
+        self._visible("order.shipping_date").first.fill(ship_date.isoformat())
+        self._visible("order.tracking_number").first.fill(tracking_number)
+        self._submit("order.shipping_save", accept_dialog=True)
+        self._expect_result("order.shipping_saved_message", "order.error", "発送情報の更新")
+        return self.read()
+
+    # --- machinery ---------------------------------------------------------------------------
+    def _act(self, attempt: Callable[[], T]) -> T:
+        """Run one action; if RMS had dropped the session (so did nothing), log in and run it again."""
+        try:
+            return attempt()
+        except _LoggedOut:
+            self.site.login()
+        try:
+            return attempt()
+        except _LoggedOut as exc:
+            raise SessionExpired(
+                "rakuten: RMS sent the robot to its login page again right after logging in; nothing was "
+                "changed. Check the KUROKO_RMS_USER / KUROKO_RMS_PASSWORD settings"
+            ) from exc
+
+    def _back_on_order(self) -> None:
+        """Actions start from the order page of the order last opened."""
+        if self._path is None:
+            raise RuntimeError("open() an RMS order before acting on it")
+        if urlsplit(self.site.page.url).path != self._path:
+            self.site.goto(self._path)
+            self._visible("order.heading")
+
+    def _submit(self, name: str, *, accept_dialog: bool = False) -> None:
+        """Click a button that submits a form, and wait for the page it leads to."""
+        page = self.site.page
+        button = self._visible(name).first
+        dialogs: list[str] = []
+
+        def accept(dialog: Dialog) -> None:
+            dialogs.append(dialog.message)
+            dialog.accept()
+
+        if accept_dialog:
+            page.on("dialog", accept)
+        try:
+            with page.expect_navigation(wait_until="domcontentloaded") as navigation:
+                button.click()
+        except PlaywrightTimeout as exc:
+            raise PageChanged(
+                f"rakuten: clicking '{name}' on {page.url.split('?')[0]} led to no new page"
+                + (f" (dialog: {dialogs[-1]!r})" if dialogs else "")
+            ) from exc
+        finally:
+            if accept_dialog:
+                page.remove_listener("dialog", accept)
+        response: Response | None = navigation.value
+        if response is not None and (response.status >= 500 or response.status == 429):
+            raise SiteUnavailable(f"rakuten: '{name}' was answered with HTTP {response.status}")
+        if self.site.is_login_page():
+            raise _LoggedOut(name)
+
+    def _expect_result(self, success: str, error: str, action: str) -> None:
+        """RMS's success message, or its error message as a clear error."""
+        refused = self.site.el(error)
+        if refused.count():
+            message = " ".join(t.strip() for t in refused.all_inner_texts())
+            raise UnknownValue(f"rakuten: RMS refused {action} on order {self._order_number()}: {message}")
+        self._visible(success)
+
+    def _order_path(self, url: str) -> str:
+        parts = urlsplit(url)
+        if parts.scheme or parts.netloc:
+            base = urlsplit(self.site.base_url)
+            if (parts.scheme, parts.netloc) != (base.scheme, base.netloc):
+                raise UnsafeLink(
+                    f"the Purchase History link points at {parts.scheme}://{parts.netloc}, not at the "
+                    f"configured RMS ({base.scheme}://{base.netloc}); it was not opened"
+                )
+        path = parts.path
+        if not path.startswith(ORDER_PATH) or not path.removeprefix(ORDER_PATH).strip("/"):
+            raise UnsafeLink(f"the link {path!r} is not an RMS order page ({ORDER_PATH}<受注番号>); not opened")
+        return path.rstrip("/")
+
+    def _order_number(self) -> str:
+        return (self._path or "").removeprefix(ORDER_PATH) or "?"
+
+    def _visible(self, name: str) -> Locator:
+        return self.site.expect_visible(name, timeout_ms=self.element_timeout_ms)
+
+    def _missing(self, name: str) -> PageChanged:
+        return PageChanged(
+            f"rakuten: '{name}' did not appear on {self.site.page.url.split('?')[0]} within "
+            f"{self.element_timeout_ms} ms; the page may have changed (selectors/rakuten.yaml)"
+        )
+
+    def _text(self, name: str, root: Locator | None = None) -> str:
+        """A value shown on the page (one round trip: the page is already loaded)."""
+        if root is None:
+            try:
+                return self.site.el(name).first.inner_text(timeout=self.element_timeout_ms).strip()
+            except PlaywrightTimeout:
+                raise self._missing(name) from None
+        cell = self.site.selectors.locate(root, name)
+        if not cell.count():
+            raise PageChanged(f"rakuten: '{name}' is missing from a row on {self.site.page.url.split('?')[0]} "
+                              f"(selectors/rakuten.yaml)")
+        return cell.first.inner_text().strip()
+
+    def _value(self, name: str) -> str:
+        try:
+            return self.site.el(name).first.input_value(timeout=self.element_timeout_ms).strip()
+        except PlaywrightTimeout:
+            raise self._missing(name) from None
+
+    def _items(self) -> list[RmsItem]:
+        self._visible("order.items_table")
+        items = []
+        for row in self.site.el("order.item_row").all():
+            name = "order.item_unit_price"
+            items.append(RmsItem(
+                sku=self._text("order.item_sku", row),
+                name=self._text("order.item_name", row),
+                quantity=self._number(self._text("order.item_quantity", row), "order.item_quantity"),
+                unit_price_yen=self._number(self._text(name, row), name),
+            ))
+        return items
+
+    def _mails(self) -> list[RmsMailRecord]:
+        self._visible("order.mail_history")
+        keys = self._template_keys()
+        mails = []
+        for row in self.site.el("order.mail_row").all():
+            template = self._text("order.mail_template", row)
+            mails.append(RmsMailRecord(
+                mail_id=self._text("order.mail_id", row),
+                template=template,
+                sent_at=self._time(self._text("order.mail_sent_at", row), "order.mail_sent_at"),
+                subject=self._text("order.mail_subject", row),
+                template_key=keys.get(template),
+            ))
+        return mails
+
+    def _template_keys(self) -> dict[str, str]:
+        """RMS template name → send_mail()'s key, from the template radios' labels in the selectors."""
+        names = {}
+        for key in TEMPLATE_KEYS:
+            spec = self.site.selectors.specs.get("mail_template", {}).get(key, {})
+            if isinstance(spec.get("name"), str):
+                names[spec["name"]] = key
+        return names
+
+    def _time(self, text: str, name: str) -> datetime:
+        try:
+            return datetime.strptime(text, TIME_FORMAT).replace(tzinfo=JST)
+        except ValueError:
+            raise PageChanged(f"rakuten: '{name}' shows {text!r}, not a time like 2026-11-20 09:00:00") from None
+
+    def _date(self, text: str) -> date:
+        try:
+            return date.fromisoformat(text)
+        except ValueError:
+            raise PageChanged(f"rakuten: 発送日 shows {text!r}, not a date like 2026-11-20") from None
+
+    @staticmethod
+    def _number(text: str, name: str) -> int:
+        digits = re.sub(r"[,円\s]", "", text)
+        if not digits.isdigit():
+            raise PageChanged(f"rakuten: '{name}' shows {text!r}, not a number")
+        return int(digits)
