@@ -192,10 +192,11 @@ def create_app(state: SandboxState) -> FastAPI:
                      "The page you asked for does not exist in BOSS.")
 
     # --- login -----------------------------------------------------------------------------
-    def login_page(request: Request, next_path: str, message: str | None, status: int) -> HTMLResponse:
+    def login_page(request: Request, next_path: str, message: str | None, status: int,
+                   user_id: str = "") -> HTMLResponse:
         token = request.cookies.get(LOGIN_CSRF_COOKIE) or secrets.token_urlsafe(24)
         response = render(request, "login.html", None, status=status, next=safe_next(next_path),
-                          csrf_token=token, message=message)
+                          csrf_token=token, message=message, user_id=user_id)
         response.set_cookie(LOGIN_CSRF_COOKIE, token, httponly=True, samesite="lax")
         return response
 
@@ -213,7 +214,7 @@ def create_app(state: SandboxState) -> FastAPI:
             return login_page(request, next, "Your login form expired. Please log in again.", 400)
         if not (same(user_id, valid_user) and same(password, valid_password)):
             world().record("boss", "login_failed", user=user_id)
-            return login_page(request, next, "The user ID or password is incorrect.", 401)
+            return login_page(request, next, "The user ID or password is incorrect.", 401, user_id)
         token = secrets.token_urlsafe(32)
         sessions[token] = Session(user=user_id, csrf=secrets.token_urlsafe(24), last_seen=world().now())
         world().record("boss", "login", user=user_id)

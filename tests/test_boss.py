@@ -17,7 +17,7 @@ from conftest import Sandbox, screenshot_path
 from playwright.sync_api import Dialog, Route
 
 from bots.browser import Browser
-from bots.errors import OrderNotInBoss, PageChanged, SessionExpired
+from bots.errors import OrderNotInBoss, PageChanged, SessionExpired, SiteUnavailable
 from bots.settings import Settings
 from pages.base import SELECTORS_DIR, Selectors
 from pages.boss.order_detail import BossOrderDetail, BossOrderView
@@ -86,6 +86,7 @@ def test_wrong_password_is_refused_with_the_page_message_and_the_right_one_works
     assert "The user ID or password is incorrect." in str(refused.value)
     assert "not-the-password" not in str(refused.value)
     assert wrong.el("login.error").inner_text() == "The user ID or password is incorrect."
+    assert wrong.el("login.user").input_value() == wrong.user
     boss.shot("boss_login_refused")
     assert not boss.browser.storage_state_path("boss").exists()
 
@@ -299,6 +300,14 @@ def test_hidden_elements_raise_page_changed(boss: Boss, sandbox: Sandbox) -> Non
     with pytest.raises(PageChanged, match=r"order_list\.table"):
         quick_list.read()
     assert sandbox.audit("boss", "order_deleted") == []
+
+
+def test_server_errors_are_reported_as_site_unavailable(boss: Boss, sandbox: Sandbox) -> None:
+    sandbox.fault("boss", error_rate=1.0, error_paths=["/orders"])
+    with pytest.raises(SiteUnavailable, match="HTTP 500"):
+        boss.orders.read()
+    sandbox.clear_faults()
+    assert boss.orders.read().orders == {}
 
 
 def test_forms_need_a_session_and_a_valid_csrf_token(sandbox: Sandbox) -> None:
