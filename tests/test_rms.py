@@ -17,7 +17,7 @@ import pytest
 from conftest import Sandbox, screenshot_path
 
 from bots.browser import Browser
-from bots.errors import OrderMismatch, PageChanged, SessionExpired, UnknownValue, UnsafeLink
+from bots.errors import OrderMismatch, PageChanged, SessionExpired, SiteUnavailable, UnknownValue, UnsafeLink
 from bots.settings import Settings
 from pages.base import Selectors
 from pages.rakuten.order_page import RmsOrderPage
@@ -284,6 +284,17 @@ def test_hidden_element_is_a_clear_page_changed(rms: Rms, sandbox: Sandbox) -> N
         rms.page.open(rms.url(number))
     assert truth(sandbox, number)["mails"] == []
 
+
+def test_server_error_on_send_is_reported_and_sends_nothing(rms: Rms, sandbox: Sandbox) -> None:
+    number = sandbox.place_order([SIM])["order_number"]
+    rms.page.open(rms.url(number))
+    sandbox.fault("rms", error_rate=1.0, error_paths=["/mail/send"])
+    with pytest.raises(SiteUnavailable, match="HTTP 500"):
+        rms.page.send_mail("thank_you")
+    assert truth(sandbox, number)["mails"] == []
+    sandbox.clear_faults()
+    view = rms.page.send_mail("thank_you")
+    assert len(view.mails) == len(truth(sandbox, number)["mails"]) == 1
 
 # --- the selectors file ---------------------------------------------------------------------
 def test_every_selector_resolves_on_its_screen(rms: Rms, sandbox: Sandbox) -> None:
