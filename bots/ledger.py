@@ -260,14 +260,14 @@ class Ledger:
                 raise KeyError(order_id)
             order.facts = dict(facts)
 
-    def record_outcome(self, order_id: int, now: datetime, *, step: dict[str, Any], facts: dict[str, Any],
+    def record_outcome(self, order_id: int, now: datetime, *, step_record: dict[str, Any], facts: dict[str, Any],
                        **order_values: Any) -> None:
         """A step's outcome and the order's new state in one transaction: both or neither."""
         with self.session() as s:
             order = s.get(Order, order_id)
             if order is None:
                 raise KeyError(order_id)
-            s.add(StepRecord(order_id=order_id, **step))
+            s.add(StepRecord(order_id=order_id, **step_record))
             order.facts = dict(facts)
             for key, value in order_values.items():
                 setattr(order, key, value)

@@ -307,9 +307,14 @@ def mcf_request(ctx: StepContext) -> Any:
     )
 
 
-def _record_mcf(ctx: StepContext, sfo_id: str, speed: str, arrival: datetime | None) -> None:
+def _record_mcf(ctx: StepContext, sfo_id: str, speed: str, arrival: datetime | None,
+                ordered_at: datetime | None = None) -> None:
+    """Keep the MCF facts; delivery 'takes more than N days' counts calendar days in Japan."""
+    from services.fulfillment import delivery_days
+
+    days = delivery_days(ordered_at or ctx.now, arrival, ctx.settings.timezone) if arrival else None
     ctx.facts.update(mcf_id=sfo_id, mcf_speed=speed, promised_arrival=arrival.isoformat() if arrival else None,
-                     slow_delivery=bool(arrival and arrival - ctx.now > timedelta(days=ctx.settings.slow_delivery_days)),
+                     delivery_days=days, slow_delivery=bool(days and days > ctx.settings.slow_delivery_days),
                      shipment="mcf")
 
 
@@ -321,7 +326,7 @@ def create_mcf_order(ctx: StepContext) -> Outcome:
     sfo_id = request.seller_fulfillment_order_id
     existing = fulfillment.get_order(sfo_id)
     if existing is not None:
-        _record_mcf(ctx, sfo_id, existing.shipping_speed, existing.promised_arrival)
+        _record_mcf(ctx, sfo_id, existing.shipping_speed, existing.promised_arrival, existing.received_at)
         return Done("note_fulfillment", detail=f"MCF order {sfo_id} already exists ({existing.status})",
                     external_ref=sfo_id, found=True, path="mcf")
     options = fulfillment.preview(request)
@@ -356,8 +361,8 @@ def note_fulfillment(ctx: StepContext) -> Outcome:
     slow = bool(ctx.facts.get("slow_delivery"))
     staff = ctx.settings.japan_office_staff
     body = (
-        ("@" + staff + " delivery will take more than "
-         f"{ctx.settings.slow_delivery_days} days; please keep an eye on this order.\n\n" if slow else "")
+        ("@" + staff + f" delivery will take {ctx.facts.get('delivery_days')} days (more than "
+         f"{ctx.settings.slow_delivery_days}); please keep an eye on this order.\n\n" if slow else "")
         + "Thank You email (サンクスメール) sent.\n"
         "FBA information (Amazon MCF):\n"
         f"- MCF order id: {ctx.facts['mcf_id']}\n"

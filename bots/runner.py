@@ -206,7 +206,7 @@ class Runner:
         """The step's outcome and the order's new state, written together."""
         self.ledger.record_outcome(
             order.id, ctx.now,
-            step={
+            step_record={
                 "run_id": self.run_id, "name": order.step, "status": status.value, "attempt": order.attempt + 1,
                 "external_ref": external_ref, "detail": redact(detail) if detail else None,
                 "error_type": type(error).__name__ if error else None,

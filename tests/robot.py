@@ -77,7 +77,8 @@ def primary_ticket(sandbox: Sandbox, order_number: str) -> dict[str, Any]:
 
 
 def internal_notes(ticket: dict[str, Any]) -> list[str]:
-    return [c["body"] for c in ticket["comments"] if not c["public"]]
+    """The robot's own internal notes (each carries its [kuroko:…] marker); merge comments are not."""
+    return [c["body"] for c in ticket["comments"] if not c["public"] and "[kuroko:" in c["body"]]
 
 
 def side_effects(sandbox: Sandbox) -> list[dict[str, Any]]:
