@@ -61,8 +61,6 @@ def make_runner(settings: Settings, *, dry_run: bool = False, headed: bool = Fal
 
     setup_logging(settings, console=listener is None)
     ledger = open_ledger(settings)
-    if dry_run:
-        ledger = ledger.copy_to_memory()
     systems = Systems(settings, headless=False if headed else None, slow_mo_ms=slow_mo or None)
     return Runner(settings, ledger, systems, clock_from_url(settings.clock_url), dry_run=dry_run, trace=trace,
                   listener=listener)

@@ -61,7 +61,8 @@ class Runner:
                  procedure: Procedure = PROCEDURE, dry_run: bool = False, trace: str = "retain-on-failure",
                  worker_id: str | None = None, listener: Listener | None = None) -> None:
         self.settings = settings
-        self.ledger = ledger
+        self.ledger = ledger.copy_to_memory() if dry_run else ledger
+        """A dry run works on a throwaway copy: the real ledger is never written."""
         self.systems = systems
         self.clock = clock
         self.procedure = procedure
@@ -172,12 +173,13 @@ class Runner:
         try:
             outcome = step(ctx)
         except BusinessRuleError as exc:
-            actions += ctx.actions
             self.hand_to_person(order, ctx, exc, started)
+            actions += ctx.actions
             return "held"
         except Exception as exc:  # every other failure is an application error: evidence, retry, then a person
+            result = self._application_error(order, ctx, exc, started)
             actions += ctx.actions
-            return self._application_error(order, ctx, exc, started)
+            return result
         actions += ctx.actions
         self.consecutive_errors = 0
         if isinstance(outcome, NotYet):

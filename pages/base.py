@@ -117,7 +117,7 @@ class Site:
                 raise SiteUnavailable(f"{self.name}: {path} did not load in time") from exc
             except Exception as exc:  # playwright.Error: connection refused, aborted, …
                 raise SiteUnavailable(f"{self.name}: {path} could not be opened: {exc}") from exc
-            if response is not None and response.status >= 500:
+            if response is not None and (response.status >= 500 or response.status == 429):
                 raise SiteUnavailable(f"{self.name}: {path} answered HTTP {response.status}")
             if not self.is_login_page():
                 return

@@ -30,9 +30,8 @@ from sp_api.base import (
 )
 
 JST = ZoneInfo("Asia/Tokyo")
-REFS = Path("/work/shared/refs/sp-api")
-if not REFS.exists():
-    REFS = Path(__file__).resolve().parents[2] / "shared" / "refs" / "sp-api"
+REFS = Path(__file__).resolve().parent / "refs" / "sp-api"
+"""A copy of shared/refs/sp-api (Amazon's models, Apache-2.0, licence beside them)."""
 MARKETPLACE = "A1VC38T7YXB528"
 CLIENT_ID = "amzn1.application-oa2-client.kuroko-demo"
 CLIENT_SECRET = "lwa-demo-client-secret"
