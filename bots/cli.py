@@ -161,12 +161,17 @@ def show(order_number: str) -> None:
     if order.hold_reason:
         console.print(f"[yellow]held:[/] {order.hold_reason}")
     steps = Table(title="Steps")
-    for col in ("step", "status", "attempt", "ref", "detail / error", "evidence"):
+    for col in ("step", "status", "attempt", "ref", "detail / error"):
         steps.add_column(col, overflow="fold")
+    evidence: list[str] = []
     for s in ledger.steps(order.id):
-        steps.add_row(s.name, s.status, str(s.attempt), s.external_ref or "", s.error_message or s.detail or "",
-                      "\n".join(s.evidence or []))
+        steps.add_row(s.name, s.status, str(s.attempt), s.external_ref or "", s.error_message or s.detail or "")
+        evidence += [f"{s.name} (attempt {s.attempt}): {path}" for path in s.evidence or []]
     console.print(steps)
+    if evidence:
+        console.print("[bold]Evidence[/] (screenshots; traces open with `playwright show-trace FILE`):")
+        for line in evidence:
+            console.print("  " + line, soft_wrap=True, highlight=False)
     audit = Table(title="Audit trail")
     for col in ("when (JST)", "who", "system", "action", "detail"):
         audit.add_column(col, overflow="fold")

@@ -25,6 +25,7 @@ from bots.errors import (
     NotPhysicalSim,
     OrderMismatch,
     OrderNotInBoss,
+    PageChanged,
     UnknownValue,
     UnreadableTicket,
 )
@@ -269,8 +270,11 @@ def verify_physical_sim(ctx: StepContext) -> Outcome:
 
 def confirm_order(ctx: StepContext) -> Outcome:
     view = rms_view(ctx)
-    if not view.can_confirm or view.status != RMS_AWAITING_CONFIRMATION:
+    if view.status != RMS_AWAITING_CONFIRMATION:
         return Done("send_thank_you", detail=f"already confirmed (RMS: {view.status})", found=True)
+    if not view.can_confirm:
+        raise PageChanged(f"RMS shows {view.status} for {ctx.order_number} but no 注文確認 button; the page may have "
+                          "changed (selectors/rakuten.yaml)")
     new_view = ctx.act("rms", "confirm_order", ctx.systems.rms.confirm_order)
     ctx.systems.remember_rms(new_view)
     return Done("send_thank_you", detail="注文確認 clicked")
