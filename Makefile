@@ -34,13 +34,13 @@ demo: install
 	$(BIN)/kuroko demo
 
 test: install
-	$(BIN)/pytest
+	$(BIN)/pytest -m "not chaos_full"
 
 bench: install
 	$(BIN)/python -m bots.bench
 
 chaos: install
-	$(BIN)/pytest -m chaos_full tests/test_crash_safety.py
+	$(BIN)/pytest -m chaos_full tests/test_crash_safety.py -s
 
 lint: install
 	$(BIN)/ruff check .

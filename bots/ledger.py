@@ -159,6 +159,24 @@ def wall_now() -> datetime:
     return datetime.now(UTC)
 
 
+def worker_alive(worker_id: str) -> bool:
+    """Worker ids are ``host:pid:nonce``. A worker on another host is assumed alive (its lease
+    expires by time); on this host, alive means its process still exists."""
+    import os
+    import socket
+
+    parts = worker_id.split(":")
+    if len(parts) != 3 or parts[0] != socket.gethostname() or not parts[1].isdigit():
+        return True
+    try:
+        os.kill(int(parts[1]), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 class Ledger:
     """All reads and writes of the ledger go through here; each method is one transaction."""
 
@@ -275,13 +293,19 @@ class Ledger:
 
     # --- leases ------------------------------------------------------------------------------
     def claim(self, order_id: int, owner: str, seconds: float = 600) -> bool:
-        """Take the order for ``seconds`` unless another worker holds an unexpired lease."""
+        """Take the order for ``seconds`` unless another live worker holds an unexpired lease.
+
+        A lease left by a worker on this machine whose process is gone (killed, crashed) is taken
+        over at once instead of blocking the order until it expires."""
         now = wall_now()
         with self.session() as s:
+            holder = s.scalar(select(Order.lease_owner).where(Order.id == order_id))
+            stale = holder is not None and holder != owner and not worker_alive(holder)
+            condition = or_(Order.lease_owner.is_(None), Order.lease_owner == owner, Order.lease_until < now)
+            if stale:
+                condition = or_(condition, Order.lease_owner == holder)
             result = s.execute(
-                update(Order)
-                .where(Order.id == order_id,
-                       or_(Order.lease_owner.is_(None), Order.lease_owner == owner, Order.lease_until < now))
+                update(Order).where(Order.id == order_id, condition)
                 .values(lease_owner=owner, lease_until=now + timedelta(seconds=seconds))
             )
             return bool(result.rowcount)  # type: ignore[attr-defined]
