@@ -28,6 +28,8 @@ err = Console(stderr=True)
 
 HeadedOpt = Annotated[bool, typer.Option("--headed", help="Show the browser window.")]
 SlowMoOpt = Annotated[int, typer.Option("--slow-mo", metavar="MS", help="Slow every browser action by MS ms.")]
+PauseOpt = Annotated[bool, typer.Option("--pause-on-error", help="Open the Playwright inspector at a failing "
+                                                                  "step (use with --headed).")]
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Walk the steps, touch nothing, print what would "
                                                           "have been done.")]
 
@@ -54,7 +56,7 @@ def find_order_or_fail(ledger: Ledger, order_number: str) -> Order:
 
 
 def make_runner(settings: Settings, *, dry_run: bool = False, headed: bool = False, slow_mo: int = 0,
-                trace: str = "retain-on-failure", listener: Any = None) -> Any:
+                trace: str = "retain-on-failure", listener: Any = None, pause_on_error: bool = False) -> Any:
     from bots.logs import setup_logging
     from bots.runner import Runner
     from bots.systems import Systems
@@ -62,8 +64,10 @@ def make_runner(settings: Settings, *, dry_run: bool = False, headed: bool = Fal
     setup_logging(settings, console=listener is None)
     ledger = open_ledger(settings)
     systems = Systems(settings, headless=False if headed else None, slow_mo_ms=slow_mo or None)
+    if pause_on_error and not headed:
+        fail("--pause-on-error needs --headed: the inspector opens on the visible browser")
     return Runner(settings, ledger, systems, clock_from_url(settings.clock_url), dry_run=dry_run, trace=trace,
-                  listener=listener)
+                  listener=listener, pause_on_error=pause_on_error)
 
 
 def print_report(report: Any, *, dry_run: bool) -> None:
@@ -83,6 +87,7 @@ def print_report(report: Any, *, dry_run: bool) -> None:
 @app.command()
 def run(once: Annotated[bool, typer.Option("--once", help="One pass over the due orders, then exit.")] = False,
         dry_run: DryRunOpt = False, headed: HeadedOpt = False, slow_mo: SlowMoOpt = 0,
+        pause_on_error: PauseOpt = False,
         interval: Annotated[float, typer.Option(help="Seconds between passes (without --once).")] = 60,
         trace: Annotated[str, typer.Option(help="retain-on-failure | on | off")] = "retain-on-failure") -> None:
     """Process every due order (once, or polling until Ctrl+C)."""
@@ -91,7 +96,7 @@ def run(once: Annotated[bool, typer.Option("--once", help="One pass over the due
     settings = get_settings()
     with PassProgress(console) as progress:
         runner = make_runner(settings, dry_run=dry_run, headed=headed, slow_mo=slow_mo, trace=trace,
-                             listener=progress.listener)
+                             listener=progress.listener, pause_on_error=pause_on_error)
 
         def stop(signum: int, _frame: Any) -> None:
             runner.stop_requested = True
@@ -239,10 +244,12 @@ def sandbox(base_port: Annotated[int, typer.Option(help="Admin API port; BOSS, R
 def replay(order_number: str,
            from_step: Annotated[str | None, typer.Option("--from", help="Start at this step (default: the first).")] = None,
            dry_run: DryRunOpt = False, headed: HeadedOpt = False, slow_mo: SlowMoOpt = 0,
+           pause_on_error: PauseOpt = False,
            trace: Annotated[str, typer.Option(help="retain-on-failure | on | off")] = "on") -> None:
     """Re-run one order's procedure now, reconciling as always (a finished order stays unchanged)."""
     settings = get_settings()
-    runner = make_runner(settings, dry_run=dry_run, headed=headed, slow_mo=slow_mo, trace=trace)
+    runner = make_runner(settings, dry_run=dry_run, headed=headed, slow_mo=slow_mo, trace=trace,
+                         pause_on_error=pause_on_error)
     order = find_order_or_fail(runner.ledger, order_number)
     try:
         result, actions = runner.replay(order.id, from_step=from_step)

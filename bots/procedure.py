@@ -10,6 +10,9 @@ dry run does none of them and every one is audited.
 
 from __future__ import annotations
 
+import os
+import signal
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -21,6 +24,24 @@ if TYPE_CHECKING:
     from bots.systems import Systems
 
 T = TypeVar("T")
+_side_effects_done = 0
+
+
+def side_effect_done(settings: Settings, what: str) -> None:
+    """Call right after a side effect and before the ledger records it.
+
+    Crash-safety test hook: with ``KUROKO_CRASH_AFTER_ACTIONS=N`` the process kills itself with
+    SIGKILL (no cleanup, no ledger write) after its N-th side effect, so a test can prove that the
+    next run reconciles instead of repeating. Unset (production) it does nothing."""
+    global _side_effects_done
+    limit = settings.crash_after_actions
+    if limit is None:
+        return
+    _side_effects_done += 1
+    if _side_effects_done >= limit:
+        sys.stderr.write(f"KUROKO_CRASH_AFTER_ACTIONS: SIGKILL after side effect {_side_effects_done}: {what}\n")
+        sys.stderr.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 @dataclass
@@ -76,6 +97,7 @@ class StepContext:
                               action=action, detail={"dry_run": True, **detail})
             return None
         result = do()
+        side_effect_done(self.settings, f"{system} {action} for {self.order_number}")
         self.actions.append(f"{action} on {system}")
         self.ledger.audit(order_id=self.order.id, at=self.now, actor=actor, system=system, action=action,
                           detail=detail or None)

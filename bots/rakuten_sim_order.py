@@ -30,7 +30,7 @@ from bots.errors import (
     UnreadableTicket,
 )
 from bots.order_mail import ORDER_MAIL_SUBJECTS, normalize_tracking_number, read_order_mail
-from bots.procedure import Done, NotYet, Outcome, Procedure, StepContext
+from bots.procedure import Done, NotYet, Outcome, Procedure, StepContext, side_effect_done
 
 if TYPE_CHECKING:
     from bots.ledger import Ledger, Order
@@ -169,13 +169,18 @@ def intake(ledger: Ledger, systems: Systems, settings: Settings, now: datetime, 
                          detail={"ticket": primary.id})
             done.append(f"{number}: taken in from ticket {primary.id}")
         else:
-            later = tickets
+            # The order's own ticket is never merged into itself: a run stopped between writing the
+            # order and its ticket record finds that ticket 'new' here again.
+            later = [t for t in tickets if t.id != order.ticket_id]
+            if len(later) < len(tickets) and order.ticket_id is not None:
+                ledger.add_ticket(order.ticket_id, order.id, "primary", now)
         if later and order.ticket_id is not None:
             target, sources = order.ticket_id, [t.id for t in later]
             note = f"Merged into #{target}: another automatic mail for Rakuten order {number}."
             actor = "robot (dry run)" if dry_run else "robot"
             if not dry_run:
                 helpdesk.merge(target, sources, note=note)
+                side_effect_done(settings, f"zendesk merge_tickets {sources} into {target} for {number}")
                 for source in sources:
                     ledger.add_ticket(source, order.id, "merged", now)
             ledger.audit(order_id=order.id, at=now, actor=actor, system="zendesk", action="merge_tickets",
@@ -207,6 +212,7 @@ def hold_unreadable_ticket(ledger: Ledger, systems: Systems, settings: Settings,
         if not any(tag in c.body for c in systems.helpdesk.comments(ticket_id)):
             systems.helpdesk.add_internal_note(ticket_id, f"{body}\n\n{tag}", status="open",
                                                add_tags=[settings.hold_tag])
+            side_effect_done(settings, f"zendesk hand_to_person for unreadable ticket {ticket_id}")
         ledger.add_ticket(ticket_id, order.id, "unreadable", now)
     ledger.audit(order_id=order.id, at=now, actor="robot (dry run)" if dry_run else "robot", system="zendesk",
                  action="hand_to_person", detail={"reason": error.message})

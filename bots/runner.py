@@ -32,7 +32,7 @@ from bots.clock import Clock
 from bots.errors import ApplicationError, BusinessRuleError, KurokoError
 from bots.ledger import Ledger, Order, OrderState, StepStatus, wall_now
 from bots.logs import redact
-from bots.procedure import Done, NotYet, Procedure, StepContext
+from bots.procedure import Done, NotYet, Procedure, StepContext, side_effect_done
 from bots.rakuten_sim_order import PROCEDURE, intake, marker
 from bots.settings import Settings
 from bots.systems import Systems
@@ -59,7 +59,8 @@ def default_worker_id() -> str:
 class Runner:
     def __init__(self, settings: Settings, ledger: Ledger, systems: Systems, clock: Clock, *,
                  procedure: Procedure = PROCEDURE, dry_run: bool = False, trace: str = "retain-on-failure",
-                 worker_id: str | None = None, listener: Listener | None = None) -> None:
+                 worker_id: str | None = None, listener: Listener | None = None,
+                 pause_on_error: bool = False) -> None:
         self.settings = settings
         self.ledger = ledger.copy_to_memory() if dry_run else ledger
         """A dry run works on a throwaway copy: the real ledger is never written."""
@@ -70,6 +71,8 @@ class Runner:
         self.trace = trace
         self.worker_id = worker_id or default_worker_id()
         self.listener = listener
+        self.pause_on_error = pause_on_error
+        """Open the Playwright inspector on the failing page (supervised, headed runs)."""
         self.run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:4]
         self.consecutive_errors = 0
         self.stop_requested = False
@@ -161,6 +164,13 @@ class Runner:
             if result != "continue":
                 break
         self._add_metrics(order_id, now, metrics_before, time.perf_counter() - started)
+        if self.trace == "on" and not self.dry_run:
+            order = self.ledger.get_order(order_id)
+            traces = self.systems.capture(self.settings.data_dir / "evidence" / order.order_number,
+                                          f"{self.run_id}-run", keep_trace=True, screenshot=False)
+            if traces:
+                self.ledger.audit(order_id=order_id, at=now, actor="robot", system="kuroko", action="trace_saved",
+                                  detail={"paths": traces})
         return result, actions
 
     def _run_step(self, order: Order, now: datetime, actions: list[str], log: Any) -> str:
@@ -229,6 +239,8 @@ class Runner:
             self.settings.data_dir / "evidence" / order.order_number,
             f"{self.run_id}-{order.step}-attempt{attempt}", keep_trace=self.trace != "off",
         )
+        if self.pause_on_error:
+            self.systems.pause(f"{order.order_number}: {order.step} failed: {message}")
         self.systems.reset_sites()
         if attempt >= self.settings.max_attempts:
             log.error("{} failed {} times: {}; handing to a person", order.step, attempt, message)
@@ -310,6 +322,7 @@ class Runner:
                 if pending:
                     tag = marker(order.order_number, f"hold-{order.facts.get('holds', 1)}")
                     self._write_hold_note(order.ticket_id, str(pending), tag)
+                    side_effect_done(self.settings, f"zendesk hand_to_person for {order.order_number} (late note)")
                     self.ledger.update_order(order.id, now, facts={"hold_note_pending": None, "hold_tagged": True})
                     continue
                 if not order.facts.get("hold_tagged"):

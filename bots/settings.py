@@ -88,6 +88,11 @@ class Settings(BaseSettings):
     retry_base_seconds: float = 60.0
     max_consecutive_errors: int = 5
 
+    # --- testing only ------------------------------------------------------------------------
+    crash_after_actions: int | None = None
+    """Crash-safety test hook (tests/test_crash_safety.py): the process SIGKILLs itself right after
+    its N-th side effect, before the ledger records it. Never set in production."""
+
     def ledger_database_url(self) -> str:
         if self.ledger_url:
             return self.ledger_url

@@ -155,13 +155,13 @@ class Systems:
             for site in SITES:
                 self._browser.reset(site)
 
-    def capture(self, directory: Path, stem: str, *, keep_trace: bool) -> list[str]:
+    def capture(self, directory: Path, stem: str, *, keep_trace: bool, screenshot: bool = True) -> list[str]:
         """Screenshot of the page in hand and the site traces, named by order and step only."""
         if self._browser is None:
             return []
         paths: list[str] = []
         site = self.last_site
-        if site is not None:
+        if site is not None and screenshot:
             shot = self._browser.screenshot(site, directory / f"{safe_name(stem)}-{site}.png")
             if shot:
                 paths.append(str(shot))
@@ -171,6 +171,15 @@ class Systems:
                 if trace:
                     paths.append(str(trace))
         return paths
+
+    def pause(self, why: str) -> None:
+        """Open the Playwright inspector on the page in hand; the run goes on when it is resumed."""
+        if self._browser is None or self.last_site is None:
+            return
+        from loguru import logger
+
+        logger.warning("paused for a person (Playwright inspector): {}", why)
+        self._browser.page(self.last_site).pause()
 
     def begin_order(self) -> None:
         """Start a fresh trace chunk for the next order (earlier actions are discarded)."""

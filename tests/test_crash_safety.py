@@ -1,0 +1,389 @@
+"""Crash safety ("nothing twice, nothing lost"): the robot is killed at many instants of a seeded
+day of orders and started again until the day is done; then the sandbox's own records must show
+every side effect at most once per order and every order complete or held with a reason.
+
+The harness runs the real ``kuroko run --once`` (``python -m bots.cli``) as a subprocess with its
+own data directory, on ``sandbox.reset(scenario="day")``, at the moments of bots/demo.py's TIMELINE
+(the clock moved between them), playing the office staff for office shipments as the demo does
+(bots/demo.py ``play_office_staff``). Kill points:
+
+- deterministic: ``KUROKO_CRASH_AFTER_ACTIONS=1`` (bots/procedure.py ``side_effect_done``) makes a
+  run SIGKILL itself right after its first side effect — an RMS click or mail, the MCF order, the
+  BOSS deletion, a Zendesk note, status change, merge or hand-over note — before the ledger has
+  recorded it. The next run must find that side effect in the system of record instead of doing
+  it again, then does the next one and dies there. Run after run, every side effect of the day is
+  a kill point; a run that exits by itself did nothing, so that moment of the day is done.
+- random: SIGKILL from outside after a seeded random delay (anywhere: mid page load, mid ledger
+  write, between intake and the steps), mixed with hook kills after the 1st–4th side effect.
+
+``make test`` runs the small day (every deterministic kill point); ``make chaos`` runs the full one
+(``pytest -m chaos_full tests/test_crash_safety.py -s``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import ROOT, Sandbox
+from rich.console import Console
+
+from bots.demo import TIMELINE, play_office_staff
+from bots.ledger import Ledger, OrderState
+from bots.settings import Settings
+
+HOOK_LINE = re.compile(r"KUROKO_CRASH_AFTER_ACTIONS: SIGKILL after side effect \d+: (.+)")
+MARKER = re.compile(r"\[kuroko:[^\]]+\]")
+CHANGES = {
+    ("rms", "confirm_order"), ("rms", "mail_sent"), ("rms", "shipping_set"),
+    ("boss", "order_deleted"), ("boss", "order_cancelled"),
+    ("zendesk", "comment_added"), ("zendesk", "status_changed"), ("zendesk", "tags_changed"),
+    ("zendesk", "tickets_merged"), ("zendesk", "merge_failed"),
+    ("amazon", "fulfillment_order_created"), ("amazon", "fulfillment_order_cancelled"),
+}
+"""What counts as the robot changing the world (sandbox audit); mails arriving do not."""
+BUSINESS_HOLDS = {"not_physical_sim", "order_not_in_boss", "unreadable_ticket"}
+"""Why a seeded day's orders may end with a person; any other hold (e.g. an application error
+after too many attempts) means a crash left something the robot could not get past."""
+SHIPPING_MAILS = ("発送メール JM", "発送メール JS")
+RUN_TIMEOUT = 300
+MAX_RUNS_PER_MOMENT = 400
+
+
+@dataclass
+class Run:
+    how: str
+    """hook (crash after N side effects) / random (SIGKILL from outside) / clean."""
+    returncode: int
+    log: Path
+    kill_point: str | None = None
+
+
+@dataclass
+class Day:
+    """One seeded day worked by `kuroko run --once` subprocesses, killed as asked."""
+
+    sandbox: Sandbox
+    workdir: Path
+    runs: list[Run] = field(default_factory=list)
+    moment: str = ""
+
+    def __post_init__(self) -> None:
+        self.data_dir = self.workdir / "data"
+        (self.workdir / "runs").mkdir(parents=True, exist_ok=True)
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("KUROKO_")}
+        self.env.update(self.sandbox.robot_env())
+        self.env["KUROKO_DATA_DIR"] = str(self.data_dir)
+        self.settings = Settings(data_dir=self.data_dir, **{
+            k.removeprefix("KUROKO_").lower(): v for k, v in self.sandbox.robot_env().items()})
+
+    # --- one run ---------------------------------------------------------------------------
+    def run(self, *, crash_after: int | None = None, kill_after: float | None = None) -> Run:
+        """One `kuroko run --once`; ``crash_after``: the hook kills it after that many side
+        effects; ``kill_after``: SIGKILL from outside after that many seconds (if still running)."""
+        env = dict(self.env)
+        if crash_after is not None:
+            env["KUROKO_CRASH_AFTER_ACTIONS"] = str(crash_after)
+        log = self.workdir / "runs" / f"{len(self.runs) + 1:04d}.log"
+        with open(log, "wb") as out:
+            proc = subprocess.Popen([sys.executable, "-m", "bots.cli", "run", "--once"], cwd=ROOT, env=env,
+                                    stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            killed_from_outside = False
+            try:
+                proc.wait(timeout=kill_after if kill_after is not None else RUN_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                if kill_after is None:
+                    self._kill_group(proc)
+                    raise AssertionError(f"`kuroko run --once` took more than {RUN_TIMEOUT} s; see {log}") from None
+                os.killpg(proc.pid, signal.SIGKILL)
+                killed_from_outside = True
+                proc.wait(timeout=60)
+            finally:
+                self._kill_group(proc)
+        text = log.read_text(encoding="utf-8", errors="replace")
+        how = "random" if kill_after is not None else "hook" if crash_after is not None else "clean"
+        point = None
+        if killed_from_outside:
+            point = f"SIGKILL from outside after {kill_after:.2f} s"
+        elif proc.returncode == -signal.SIGKILL:
+            hit = HOOK_LINE.search(text)
+            assert hit, f"the run died of SIGKILL without the crash hook saying where; see {log}"
+            point = hit.group(1)
+        elif proc.returncode != 0:
+            raise AssertionError(f"`kuroko run --once` failed with {proc.returncode} at {self.moment}:\n{text[-3000:]}")
+        result = Run(how, proc.returncode, log, point)
+        self.runs.append(result)
+        return result
+
+    @staticmethod
+    def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+        """The browser and Playwright's driver a killed run leaves behind (its own process group)."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        if proc.poll() is None:
+            proc.wait(timeout=60)
+
+    # --- the day ---------------------------------------------------------------------------
+    def world_changes(self) -> int:
+        return sum(1 for e in self.sandbox.audit() if (e["system"], e["action"]) in CHANGES)
+
+    def office_staff(self) -> None:
+        ledger = Ledger(self.settings.ledger_database_url())
+        try:
+            play_office_staff(ledger, self.sandbox, Console(file=open(os.devnull, "w")))  # noqa: SIM115
+        finally:
+            ledger.close()
+
+    def every_side_effect_killed(self) -> None:
+        """At this moment: runs that die after their first side effect until a run does none."""
+        for _ in range(MAX_RUNS_PER_MOMENT):
+            if self.run(crash_after=1).kill_point is None:
+                return
+        raise AssertionError(f"{MAX_RUNS_PER_MOMENT} runs at {self.moment} and the robot still finds something to "
+                             "do: it repeats a side effect it does not recognise as done")
+
+    def chaos(self, rng: random.Random, kills: int) -> None:
+        """At this moment: ``kills`` runs killed at random instants or by the hook, then settle."""
+        for _ in range(kills):
+            if rng.random() < 0.5:
+                self.run(kill_after=rng.uniform(0.3, 7.0))
+            else:
+                self.run(crash_after=rng.randint(1, 4))
+        self.settle()
+
+    def settle(self) -> None:
+        """Clean runs until one changes nothing in the world."""
+        for _ in range(6):
+            before = self.world_changes()
+            self.run()
+            if self.world_changes() == before:
+                return
+        raise AssertionError(f"six clean runs at {self.moment} and the world still changes each time")
+
+    def active_orders(self) -> list[str]:
+        ledger = Ledger(self.settings.ledger_database_url())
+        try:
+            return [o.order_number for o in ledger.orders(OrderState.ACTIVE)]
+        finally:
+            ledger.close()
+
+    def work(self, at_each_moment: Any) -> None:
+        """The demo's timeline, then whole days more until no order is waiting, then a last look."""
+        for label, delta in TIMELINE:
+            if delta:
+                self.sandbox.advance(**delta)
+            self.moment = label
+            self.office_staff()
+            at_each_moment()
+        for extra in range(1, 6):
+            if not self.active_orders():
+                break
+            self.sandbox.advance(days=1)
+            self.moment = f"extra day {extra}"
+            self.office_staff()
+            at_each_moment()
+        self.moment = "the end of the day"
+        self.settle()
+
+    # --- what was tried --------------------------------------------------------------------
+    def kill_points(self) -> list[Run]:
+        return [r for r in self.runs if r.kill_point is not None]
+
+    def print_kill_points(self, title: str) -> None:
+        killed = self.kill_points()
+        by_kind = Counter(r.how for r in killed)
+        print(f"\n{title}: {len(self.runs)} runs, {len(killed)} kill points "
+              f"({by_kind['hook']} right after a side effect, {by_kind['random']} at random instants)")
+        hooked = Counter(re.sub(r" for .*| \[.*", "", r.kill_point or "") for r in killed if r.how == "hook")
+        for what, n in sorted(hooked.items()):
+            print(f"  after {what}: {n}")
+        for r in killed:
+            print(f"  #{r.log.stem} {r.how}: {r.kill_point}")
+
+
+# --- the verdict -------------------------------------------------------------------------------
+def order_of(event: dict[str, Any]) -> str | None:
+    if event.get("order_number"):
+        return str(event["order_number"])
+    sfo = event.get("seller_fulfillment_order_id")
+    return str(sfo).removeprefix("RKT-") if sfo else None
+
+
+def nothing_twice_nothing_lost(day: Day) -> list[str]:
+    """Every problem found, in words (empty: the day is right)."""
+    sandbox = day.sandbox
+    state = sandbox.state()
+    done_by_order: dict[str, Counter[tuple[str, str]]] = defaultdict(Counter)
+    for event in sandbox.audit():
+        number = order_of(event)
+        if number and (event["system"], event["action"]) in CHANGES:
+            done_by_order[number][(event["system"], event["action"])] += 1
+    mcf_by_order = Counter(o["displayable_order_id"] for o in state["amazon"]["fulfillment_orders"])
+    tickets = {t["id"]: t for t in state["zendesk"]["tickets"]}
+    ledger = Ledger(day.settings.ledger_database_url())
+    try:
+        orders = {o.order_number: o for o in ledger.orders()}
+        known_tickets = ledger.known_ticket_ids()
+    finally:
+        ledger.close()
+    problems: list[str] = []
+
+    def check(ok: bool, what: str) -> None:
+        if not ok:
+            problems.append(what)
+
+    # Nothing twice: per ticket, each robot note once.
+    for ticket in tickets.values():
+        markers = Counter(m for c in ticket["comments"] for m in MARKER.findall(c["body"]))
+        for tag, n in markers.items():
+            check(n == 1, f"ticket #{ticket['id']}: robot note {tag} written {n} times")
+
+    # Per order: at most once each, and the end each kind of order should reach.
+    for world in state["orders"]:
+        number = world["order_number"]
+        done = done_by_order[number]
+        mails = Counter(m["template"] for m in world["mails"])
+        check(world["confirm_clicks"] <= 1, f"{number}: 注文確認 clicked {world['confirm_clicks']} times")
+        check(mails["サンクスメール"] <= 1, f"{number}: サンクスメール sent {mails['サンクスメール']} times")
+        shipping = sum(mails[t] for t in SHIPPING_MAILS)
+        check(shipping <= 1, f"{number}: 発送メール sent {shipping} times")
+        check(mcf_by_order[number] <= 1 and done[("amazon", "fulfillment_order_created")] <= 1,
+              f"{number}: {mcf_by_order[number]} MCF orders")
+        check(done[("boss", "order_deleted")] <= 1,
+              f"{number}: deleted in BOSS {done[('boss', 'order_deleted')]} times")
+        check(done[("boss", "order_cancelled")] == 0, f"{number}: Order Cancellation clicked in BOSS")
+        check(done[("rms", "shipping_set")] <= 1, f"{number}: RMS shipping fields set {done[('rms', 'shipping_set')]} "
+                                                  "times")
+        order = orders.get(number)
+        if order is None:
+            problems.append(f"{number}: lost — the ledger never took it in")
+            continue
+        ticket = tickets.get(order.ticket_id or -1)
+        if ticket is None:
+            problems.append(f"{number}: its ticket #{order.ticket_id} is not in Zendesk")
+            continue
+        notes = [m for c in ticket["comments"] for m in MARKER.findall(c["body"])]
+        kinds = {item["kind"] for item in world["items"]}
+        if "esim" in kinds or not world["boss_listed"]:
+            expected = "not_physical_sim" if "esim" in kinds else "order_not_in_boss"
+            check(order.state == OrderState.HELD.value and order.hold_code == expected and bool(order.hold_reason),
+                  f"{number}: should be held ({expected}) but is {order.state} ({order.hold_code})")
+            check(world["confirm_clicks"] == 0 and not world["mails"] and world["boss_state"] != "Deleted"
+                  and not mcf_by_order[number], f"{number}: held, yet something was done in RMS, BOSS or Amazon")
+            check(day.settings.hold_tag in ticket["tags"] and any(":hold-" in m for m in notes),
+                  f"{number}: held without the hold tag and note on ticket #{ticket['id']}")
+            continue
+        check(order.state == OrderState.DONE.value,
+              f"{number}: not complete — {order.state} at step {order.step} ({order.hold_code}: {order.hold_reason})")
+        check(ticket["status"] in ("solved", "closed"), f"{number}: ticket #{ticket['id']} is {ticket['status']}")
+        if world["confirmed_by"] == "RSL":
+            check(order.path == "in_stock", f"{number}: RSL had stock, but the robot took path {order.path}")
+            check(not done and not world["mails"], f"{number}: RSL had stock, yet the robot did {dict(done)}")
+            check(notes == [f"[kuroko:{number}:in_stock]"], f"{number}: notes {notes}, wanted one 'Boss in progress'")
+            continue
+        check(order.path in ("mcf", "office"), f"{number}: no RSL stock, but the robot took path {order.path}")
+        check(world["confirm_clicks"] == 1, f"{number}: 注文確認 clicked {world['confirm_clicks']} times, wanted 1")
+        check(mails["サンクスメール"] == 1 and shipping == 1, f"{number}: mails {dict(mails)}, wanted one of each")
+        check(done[("boss", "order_deleted")] == 1, f"{number}: not deleted in BOSS")
+        check(world["rms_status"] == "完了", f"{number}: RMS shows {world['rms_status']}")
+        wanted_mcf = 1 if order.path == "mcf" else 0
+        check(mcf_by_order[number] == wanted_mcf, f"{number}: {mcf_by_order[number]} MCF orders on path {order.path}")
+        check(sorted(notes) == sorted(f"[kuroko:{number}:{w}]" for w in ("fulfillment", "completed")),
+              f"{number}: notes {notes}, wanted the fulfillment and the completion note")
+
+    # Nothing lost: every Rakuten mail is an order's ticket, merged into one, or held as unreadable.
+    primaries = {o.ticket_id for o in orders.values()}
+    for ticket in tickets.values():
+        if "[Rakuten Marketplace]" not in ticket["subject"]:
+            continue
+        check(ticket["id"] in known_tickets or ticket["merged_into"] in primaries,
+              f"ticket #{ticket['id']} ({ticket['subject']}) was never taken in nor merged")
+    for order in orders.values():
+        check(order.state in (OrderState.DONE.value, OrderState.HELD.value),
+              f"{order.order_number}: still {order.state} at step {order.step}")
+        if order.state == OrderState.HELD.value:
+            check(order.hold_code in BUSINESS_HOLDS and bool(order.hold_reason),
+                  f"{order.order_number}: held for {order.hold_code}: {order.hold_reason}")
+    return problems
+
+
+def kuroko_status(day: Day) -> str:
+    result = subprocess.run([sys.executable, "-m", "bots.cli", "status"], cwd=ROOT, env=day.env, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def assert_day_is_right(day: Day, title: str) -> None:
+    day.print_kill_points(title)
+    status = kuroko_status(day)
+    print(status)
+    problems = nothing_twice_nothing_lost(day)
+    assert not problems, f"{title}: " + "\n".join(problems)
+    assert "Waiting" not in status, status
+    assert "Held for a person" in status, "a seeded day has orders for a person"
+
+
+# --- the two days --------------------------------------------------------------------------------
+def test_killed_after_every_side_effect_of_a_small_day_nothing_twice_nothing_lost(
+        sandbox: Sandbox, tmp_path: Path) -> None:
+    sandbox.reset(seed=20261121, scenario="day", orders=12)
+    day = Day(sandbox, tmp_path)
+    started = time.monotonic()
+    day.work(day.every_side_effect_killed)
+    title = f"small day (12 orders, {time.monotonic() - started:.0f} s)"
+    assert_day_is_right(day, title)
+    hooked = {r.kill_point for r in day.kill_points()}
+    assert len(hooked) == len(day.kill_points()), "a side effect was done again after a kill"
+    kinds = {re.sub(r" for .*| \[.*", "", p or "") for p in hooked}
+    for wanted in ("rms confirm_order", "rms send_thank_you_mail", "amazon create_mcf_order", "boss order_deletion",
+                   "rms send_shipping_mail", "rms set_shipping", "zendesk note_in_stock", "zendesk note_fulfillment",
+                   "zendesk note_completed", "zendesk hand_to_person", "zendesk merge_tickets"):
+        assert wanted in kinds, f"no kill point after {wanted}; tried: {sorted(kinds)}"
+
+
+@pytest.mark.chaos_full
+def test_chaos_full_day_killed_at_random_nothing_twice_nothing_lost(sandbox: Sandbox, tmp_path: Path) -> None:
+    seed = int(os.environ.get("KUROKO_CHAOS_SEED", "20261122"))
+    orders = int(os.environ.get("KUROKO_CHAOS_ORDERS", "40"))
+    kills = int(os.environ.get("KUROKO_CHAOS_KILLS_PER_MOMENT", "12"))
+    rng = random.Random(seed)
+    sandbox.reset(seed=seed, scenario="day", orders=orders)
+    day = Day(sandbox, tmp_path)
+    started = time.monotonic()
+    day.work(lambda: day.chaos(rng, kills))
+    assert_day_is_right(day, f"full chaos day (seed {seed}, {orders} orders, {time.monotonic() - started:.0f} s)")
+
+
+def test_a_run_stopped_between_taking_an_order_in_and_noting_its_ticket_goes_on(
+        sandbox: Sandbox, tmp_path: Path) -> None:
+    """The one window no side effect marks: the order row is written, its ticket row not yet."""
+    sandbox.reset(seed=20261123, scenario="stocked")
+    number = sandbox.place_order(["SIM-DATA-30D-20GB"])["order_number"]
+    day = Day(sandbox, tmp_path)
+    day.run()
+    ledger = Ledger(day.settings.ledger_database_url())
+    try:
+        order = ledger.find_order(number)
+        assert order is not None and order.ticket_id is not None
+        with ledger.engine.begin() as db:  # as if killed right after the order row was written
+            db.exec_driver_sql("DELETE FROM tickets WHERE ticket_id = ?", (order.ticket_id,))
+    finally:
+        ledger.close()
+    sandbox.advance(minutes=31)
+    day.moment = "31 minutes later"
+    day.run()
+    world = sandbox.order(number)
+    assert world["confirm_clicks"] == 1 and world["boss_state"] == "Deleted"
+    assert not [e for e in sandbox.audit() if e["action"] == "merge_failed"]
