@@ -7,6 +7,7 @@ is refreshed by the site's own re-login, see pages/base.py).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from collections import Counter
@@ -15,7 +16,7 @@ from types import TracebackType
 from typing import Any
 
 from playwright.sync_api import Browser as PwBrowser
-from playwright.sync_api import BrowserContext, Page, Playwright, sync_playwright
+from playwright.sync_api import BrowserContext, Page, Playwright, Request, sync_playwright
 
 from bots.errors import ConfigurationError
 from bots.settings import Settings
@@ -99,13 +100,16 @@ class Browser:
                 options["storage_state"] = str(state)
             context = self._browser.new_context(**options)
             context.set_default_timeout(self.settings.navigation_timeout_ms)
-            context.on("request", lambda request, site=site: self._count_document(site, request))
+            def count(request: Request, site: str = site) -> None:
+                self._count_document(site, request)
+
+            context.on("request", count)
             if self.tracing:
                 context.tracing.start(screenshots=True, snapshots=True, sources=False)
             self._contexts[site] = context
         return self._contexts[site]
 
-    def _count_document(self, site: str, request: Any) -> None:
+    def _count_document(self, site: str, request: Request) -> None:
         if request.resource_type == "document":
             self.page_loads[site] += 1
 
@@ -166,8 +170,6 @@ class Browser:
         self._pages.pop(site, None)
         if context is not None:
             if self.tracing:
-                try:
+                with contextlib.suppress(Exception):
                     context.tracing.stop()
-                except Exception:
-                    pass
             context.close()

@@ -242,7 +242,7 @@ def sandbox(base_port: Annotated[int, typer.Option(help="Admin API port; BOSS, R
 
 @app.command()
 def replay(order_number: str,
-           from_step: Annotated[str | None, typer.Option("--from", help="Start at this step (default: the first).")] = None,
+           from_step: Annotated[str | None, typer.Option("--from", help="Start at this step (default: first).")] = None,
            dry_run: DryRunOpt = False, headed: HeadedOpt = False, slow_mo: SlowMoOpt = 0,
            pause_on_error: PauseOpt = False,
            trace: Annotated[str, typer.Option(help="retain-on-failure | on | off")] = "on") -> None:

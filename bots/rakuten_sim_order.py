@@ -14,6 +14,7 @@ records what it finds instead of doing it twice.
 
 from __future__ import annotations
 
+import contextlib
 from collections import defaultdict
 from datetime import datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
@@ -346,11 +347,9 @@ def create_mcf_order(ctx: StepContext) -> Outcome:
         ctx.facts.update(shipment="office", mcf_unfulfillable=reasons)
         return Done("note_fulfillment", detail="MCF cannot ship: " + ", ".join(reasons) + " → office shipment",
                     path="office")
-    try:
+    with contextlib.suppress(FulfillmentOrderExists):  # created by a run that stopped before writing it down
         ctx.act("amazon", "create_mcf_order", lambda: fulfillment.create_order(request),
                 seller_fulfillment_order_id=sfo_id)
-    except FulfillmentOrderExists:
-        pass  # created by an earlier run that stopped before writing it down
     _record_mcf(ctx, sfo_id, request.shipping_speed, option.latest_arrival)
     return Done("note_fulfillment", detail=f"MCF order {sfo_id} created, promised by "
                                            f"{local_time(ctx, option.latest_arrival)}",

@@ -42,7 +42,8 @@ def _evidence_html(paths: list[str], out_dir: Path) -> str:
             parts.append(f"<div>missing: {_esc(path.name)}</div>")
         elif path.suffix == ".png":
             data = base64.b64encode(path.read_bytes()).decode()
-            parts.append(f'<div>{_esc(path.name)}<br><img alt="{_esc(path.name)}" src="data:image/png;base64,{data}"></div>')
+            parts.append(f'<div>{_esc(path.name)}<br>'
+                         f'<img alt="{_esc(path.name)}" src="data:image/png;base64,{data}"></div>')
         else:
             try:
                 href = path.resolve().relative_to(out_dir.resolve())

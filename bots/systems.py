@@ -16,7 +16,9 @@ from bots.settings import Settings
 if TYPE_CHECKING:
     from pages.boss.order_detail import BossOrderDetail
     from pages.boss.order_list import BossListing
+    from pages.boss.site import BossSite
     from pages.rakuten.order_page import RmsOrderPage, RmsOrderView
+    from pages.rakuten.site import RmsSite
     from services.fulfillment import Fulfillment
     from services.helpdesk import Helpdesk
 
@@ -73,7 +75,7 @@ class Systems:
     def page_loads(self, site: str) -> int:
         return self._browser.page_loads[site] if self._browser else 0
 
-    def _boss_site(self):  # type: ignore[no-untyped-def]
+    def _boss_site(self) -> BossSite:
         from pages.boss.site import BossSite
 
         self.last_site = "boss"
@@ -81,7 +83,7 @@ class Systems:
                         self.settings.boss_password.get_secret_value(),
                         on_login=lambda: self.browser.save_login("boss"))
 
-    def _rms_site(self):  # type: ignore[no-untyped-def]
+    def _rms_site(self) -> RmsSite:
         from pages.rakuten.site import RmsSite
 
         self.last_site = "rakuten"

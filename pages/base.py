@@ -56,9 +56,10 @@ class Selectors:
         self.used.add(name)
         spec = {k: (v.format(**values) if isinstance(v, str) else v) for k, v in self.spec(name).items()}
         kind = next((k for k in _LOCATOR_KINDS if k in spec), None)
-        exact = spec.get("exact")
+        exact = bool(spec["exact"]) if "exact" in spec else None
         if kind == "role":
-            locator = root.get_by_role(spec["role"], name=spec.get("name"), exact=exact)
+            role: Any = spec["role"]  # an ARIA role name from the YAML; Playwright checks it
+            locator = root.get_by_role(role, name=spec.get("name"), exact=exact)
         elif kind == "label":
             locator = root.get_by_label(spec["label"], exact=exact)
         elif kind == "text":

@@ -23,8 +23,10 @@ class Product:
 PRODUCTS: dict[str, Product] = {
     p.sku: p
     for p in [
-        Product("SIM-DATA-30D-20GB", "【物理SIM】日本 プリペイドSIM 30日間 20GB ドコモ回線", ProductKind.PHYSICAL_SIM, 2980),
-        Product("SIM-DATA-90D-50GB", "【物理SIM】日本 プリペイドSIM 90日間 50GB ドコモ回線", ProductKind.PHYSICAL_SIM, 5980),
+        Product("SIM-DATA-30D-20GB", "【物理SIM】日本 プリペイドSIM 30日間 20GB ドコモ回線",
+                ProductKind.PHYSICAL_SIM, 2980),
+        Product("SIM-DATA-90D-50GB", "【物理SIM】日本 プリペイドSIM 90日間 50GB ドコモ回線",
+                ProductKind.PHYSICAL_SIM, 5980),
         Product("SIM-VOICE-30D", "【物理SIM】音声通話付き SIM 30日間 ソフトバンク回線", ProductKind.PHYSICAL_SIM, 4480),
         Product("ESIM-DATA-30D-20GB", "【eSIM】日本 eSIM 30日間 20GB 即日発行", ProductKind.ESIM, 2480),
         Product("ESIM-DATA-7D-5GB", "【eSIM】日本 eSIM 7日間 5GB 即日発行", ProductKind.ESIM, 980),

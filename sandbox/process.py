@@ -123,7 +123,8 @@ class SandboxProcess:
                 raise RuntimeError(f"the sandbox exited with {self.proc.returncode}; see {self.log_path}")
             if time.monotonic() > deadline:
                 self.stop()
-                raise RuntimeError(f"the sandbox did not start within {self.startup_seconds:.0f} s; see {self.log_path}")
+                raise RuntimeError(
+                    f"the sandbox did not start within {self.startup_seconds:.0f} s; see {self.log_path}")
             time.sleep(0.05)
         self.admin = SandboxAdmin(json.loads(ready.read_text()), httpx.Client(timeout=60))
         return self.admin

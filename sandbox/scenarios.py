@@ -42,7 +42,7 @@ def _place(world: World, rng: random.Random, kind: str) -> str:
         )
         return f"ticket:{ticket.id}"
     if kind == "in_stock":
-        sku = rng.choice(MCF_SKUS + [OFFICE_SKU])
+        sku = rng.choice([*MCF_SKUS, OFFICE_SKU])
         world.rsl_stock[sku] = world.rsl_stock.get(sku, 0) + 1
         return world.place_order([sku]).order_number
     # Every other kind is an order RSL has no stock for.
@@ -60,7 +60,7 @@ def _place(world: World, rng: random.Random, kind: str) -> str:
         world.rsl_stock[sku] = 0
     order = world.place_order(
         skus,
-        remote=True if kind == "mcf_slow" else False,
+        remote=kind == "mcf_slow",
         boss_listed=kind != "missing_in_boss",
     )
     if kind == "duplicate_mail":

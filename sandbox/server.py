@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -66,7 +67,8 @@ async def serve(state: SandboxState, host: str, base_port: int | None, ready_fil
         for name in SERVICES
     ]
     for server in servers:
-        server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        # One event loop serves all five; this module handles SIGINT/SIGTERM for all of them.
+        server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()

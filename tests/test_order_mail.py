@@ -22,7 +22,8 @@ def test_the_same_number_twice_is_one_order() -> None:
 
 
 def test_full_width_digits_in_the_mail_are_read() -> None:
-    assert read_order_mail(SUBJECT, "受注番号：３８１２３４－２０２６１１２０－１２３４５６７８９０").order_number == GOOD
+    body = "受注番号：３８１２３４－２０２６１１２０－１２３４５６７８９０"
+    assert read_order_mail(SUBJECT, body).order_number == GOOD
 
 
 def test_html_and_script_are_text_not_markup() -> None:
