@@ -162,6 +162,12 @@ def run_bench(console: Console, *, orders: int, seed: int, data_dir: Path) -> di
                               f"{passes[-1]['seconds']} s")
             systems.close()
         total = time.perf_counter() - started
+        known = {o.order_number: o for o in ledger.orders()}
+        placed = [o["order_number"] for o in admin.get("/admin/orders")]
+        unsettled = [n for n in placed if n not in known or known[n].state not in ("done", "held")]
+        api_errors = [s for o in known.values() for s in ledger.steps(o.id)
+                      if s.error_code in ("429", "QuotaExceeded")]
+        summary = admin.summary()
         result = {
             "orders": orders,
             "seed": seed,
@@ -169,7 +175,16 @@ def run_bench(console: Console, *, orders: int, seed: int, data_dir: Path) -> di
             "peak_memory_mib": round(memory.peak_kib / 1024, 1),
             "passes": passes,
             "paths": summarize(ledger.orders()),
-            "not_taken_in": orders - len(ledger.orders()),
+            "placed_orders": len(placed),
+            "completed": sum(known[n].state == "done" for n in placed if n in known),
+            "held": sum(known[n].state == "held" for n in placed if n in known),
+            "lost": len(unsettled),
+            "lost_orders": unsettled[:20],
+            "responses_429": summary["responses_429"],
+            "requests": summary["request_counts"],
+            "429_surfaced_to_runner_and_retried": len(api_errors),
+            "held_because_of_429": sum(1 for o in known.values() if o.state == "held"
+                                       and o.hold_code in ("429", "QuotaExceeded")),
         }
         ledger.close()
     return result
@@ -188,19 +203,28 @@ def print_result(console: Console, result: dict[str, Any]) -> None:
     console.print(table)
     console.print("Per-order figures are means over the order's whole life; the BOSS list is read once per pass "
                   "(counted per pass above), not per order.")
+    console.print(f"Rakuten orders placed {result['placed_orders']}: completed {result['completed']}, held "
+                  f"{result['held']}, lost {result['lost']}. 429s the sandbox sent: {result['responses_429']}; "
+                  f"surfaced to the runner and retried: {result['429_surfaced_to_runner_and_retried']}; "
+                  f"orders held because of a 429: {result['held_because_of_429']}.")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--orders", type=int, default=200)
+    parser.add_argument("--load-orders", type=int, default=1000, help="the load day (0: skip)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--data-dir", type=Path, default=Path("data/bench"))
     args = parser.parse_args()
     console = Console()
-    result = run_bench(console, orders=args.orders, seed=args.seed, data_dir=args.data_dir)
-    print_result(console, result)
+    results = {"day": run_bench(console, orders=args.orders, seed=args.seed, data_dir=args.data_dir)}
+    print_result(console, results["day"])
+    if args.load_orders:
+        results["load"] = run_bench(console, orders=args.load_orders, seed=args.seed + 1,
+                                    data_dir=args.data_dir.with_name(args.data_dir.name + "-load"))
+        print_result(console, results["load"])
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "bench.json").write_text(json.dumps(result, indent=2, ensure_ascii=False))
+    (RESULTS / "bench.json").write_text(json.dumps(results, indent=2, ensure_ascii=False))
     console.print(f"Written: {RESULTS / 'bench.json'}")
 
 

@@ -74,6 +74,7 @@ def summary(world: World) -> dict[str, Any]:
         "boss_cancellations": actions[("boss", "order_cancelled")],
         "mcf_orders": len(world.amazon.snapshot().get("fulfillment_orders", [])),
         "request_counts": dict(world.request_counts),
+        "responses_429": dict(world.responses_429),
     }
 
 

@@ -46,9 +46,13 @@ def install_faults(
             await asyncio.sleep(knobs.latency_ms / 1000)
         if knobs.burst_429 > 0:
             knobs.burst_429 -= 1
+            world.responses_429[system] += 1
             return too_many(request)
         if knobs.error_rate > 0 and (
             not knobs.error_paths or any(p in request.url.path for p in knobs.error_paths)
         ) and world.fault_rng.random() < knobs.error_rate:
             return server_error(request)
-        return await call_next(request)
+        response = await call_next(request)
+        if response.status_code == 429:  # the system's own quota said no
+            world.responses_429[system] += 1
+        return response

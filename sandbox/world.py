@@ -165,6 +165,7 @@ class World:
         self.rsl_stock: dict[str, int] = {}
         self.faults: dict[str, FaultSettings] = {s: FaultSettings() for s in SYSTEMS}
         self.request_counts: dict[str, int] = {s: 0 for s in SYSTEMS}
+        self.responses_429: dict[str, int] = {s: 0 for s in SYSTEMS}
         self.urls: dict[str, str] = {}
         self.audit: list[dict[str, Any]] = []
         self._events: list[_Event] = []
