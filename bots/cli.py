@@ -73,6 +73,8 @@ def make_runner(settings: Settings, *, dry_run: bool = False, headed: bool = Fal
 def print_report(report: Any, *, dry_run: bool) -> None:
     for line in report.intake:
         console.print(f"  intake: {line}")
+    if report.intake_error:
+        console.print(f"[yellow]New tickets not taken in:[/] {report.intake_error}")
     if dry_run:
         console.print("[bold]Dry run — nothing was changed. What would have been done:[/]")
         for action in report.actions or ["nothing"]:

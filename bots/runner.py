@@ -45,6 +45,8 @@ Listener = Callable[[str, dict[str, Any]], None]
 class PassReport:
     started_at: datetime
     intake: list[str] = field(default_factory=list)
+    intake_error: str | None = None
+    """Why new tickets could not be taken in this pass (they are looked for again at the next)."""
     orders_run: int = 0
     outcomes: Counter[str] = field(default_factory=Counter)
     actions: list[str] = field(default_factory=list)
@@ -90,7 +92,12 @@ class Runner:
         reads_before = self.systems.boss_list_reads
         self.consecutive_errors = 0
         self.release_untagged(now)
-        report.intake = intake(self.ledger, self.systems, self.settings, now, dry_run=self.dry_run)
+        try:
+            report.intake = intake(self.ledger, self.systems, self.settings, now, dry_run=self.dry_run)
+        except ApplicationError as exc:  # Zendesk down or throttled: the orders already known still go on
+            self.consecutive_errors += 1
+            report.intake_error = redact(exc.message)
+            logger.error("taking in new tickets failed (tried again at the next pass): {}", report.intake_error)
         due = self.ledger.due_orders(now, self.procedure.name)
         if due and self.procedure.prepare_pass is not None:
             try:
