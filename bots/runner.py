@@ -285,10 +285,13 @@ class Runner:
             body += "\nEvidence (on the robot's machine): " + ", ".join(Path(p).name for p in evidence)
         ctx.facts["hold_tagged"] = False
         if order.ticket_id is not None:
+            ticket_id = order.ticket_id
             tag = marker(order.order_number, f"hold-{holds}")
             try:
-                ctx.act("zendesk", "hand_to_person", lambda: self._write_hold_note(order.ticket_id, body, tag),
-                        reason=found)
+                todo = "note" if self.dry_run else self._hold_note_todo(ticket_id, tag)
+                if todo is not None:  # a run stopped after writing the note finds it and writes nothing
+                    ctx.act("zendesk", "hand_to_person" if todo == "note" else "tag_hold",
+                            lambda: self._write_hold_note(ticket_id, body, tag, todo), reason=found)
                 ctx.facts["hold_tagged"] = not self.dry_run
             except Exception as exc:  # the note is retried at the next pass; the hold stands
                 logger.bind(order=order.order_number).error("could not write the hold note: {}", redact(str(exc)))
@@ -297,13 +300,21 @@ class Runner:
                      detail=found, state=OrderState.HELD.value, hold_code=error.code, hold_reason=found)
         logger.bind(order=order.order_number).warning("handed to a person: {}", found)
 
-    def _write_hold_note(self, ticket_id: int | None, body: str, tag: str) -> None:
-        assert ticket_id is not None
+    def _hold_note_todo(self, ticket_id: int, tag: str) -> str | None:
+        """What the hand-over still needs on the ticket: the 'note' (with the tag), only the 'tag',
+        or nothing (None) when both are there already."""
         helpdesk = self.systems.helpdesk
-        if any(tag in c.body for c in helpdesk.comments(ticket_id)):
+        if not any(tag in c.body for c in helpdesk.comments(ticket_id)):
+            return "note"
+        return None if self.settings.hold_tag in helpdesk.ticket(ticket_id).tags else "tag"
+
+    def _write_hold_note(self, ticket_id: int, body: str, tag: str, todo: str) -> None:
+        helpdesk = self.systems.helpdesk
+        if todo == "note":
+            helpdesk.add_internal_note(ticket_id, f"{body}\n\n{tag}", status="open",
+                                       add_tags=[self.settings.hold_tag])
+        else:
             helpdesk.add_tags(ticket_id, [self.settings.hold_tag])
-            return
-        helpdesk.add_internal_note(ticket_id, f"{body}\n\n{tag}", status="open", add_tags=[self.settings.hold_tag])
 
     # --- release ---------------------------------------------------------------------------
     def release(self, order: Order, now: datetime, *, by: str, remove_tag: bool) -> None:
@@ -328,8 +339,10 @@ class Runner:
                 pending = order.facts.get("hold_note_pending")
                 if pending:
                     tag = marker(order.order_number, f"hold-{order.facts.get('holds', 1)}")
-                    self._write_hold_note(order.ticket_id, str(pending), tag)
-                    side_effect_done(self.settings, f"zendesk hand_to_person for {order.order_number} (late note)")
+                    todo = self._hold_note_todo(order.ticket_id, tag)
+                    if todo is not None:
+                        self._write_hold_note(order.ticket_id, str(pending), tag, todo)
+                        side_effect_done(self.settings, f"zendesk hand_to_person for {order.order_number} (late note)")
                     self.ledger.update_order(order.id, now, facts={"hold_note_pending": None, "hold_tagged": True})
                     continue
                 if not order.facts.get("hold_tagged"):

@@ -58,7 +58,7 @@ BUSINESS_HOLDS = {"not_physical_sim", "order_not_in_boss", "unreadable_ticket"}
 after too many attempts) means a crash left something the robot could not get past."""
 SHIPPING_MAILS = ("発送メール JM", "発送メール JS")
 RUN_TIMEOUT = 300
-MAX_RUNS_PER_MOMENT = 400
+MAX_RUNS_PER_MOMENT = 200
 
 
 @dataclass
@@ -146,10 +146,16 @@ class Day:
             ledger.close()
 
     def every_side_effect_killed(self) -> None:
-        """At this moment: runs that die after their first side effect until a run does none."""
+        """At this moment: runs that die after their first side effect until a run does none.
+        The same side effect twice means the run after the kill did not see it was done."""
+        seen = {r.kill_point for r in self.runs if r.how == "hook"}
         for _ in range(MAX_RUNS_PER_MOMENT):
-            if self.run(crash_after=1).kill_point is None:
+            run = self.run(crash_after=1)
+            if run.kill_point is None:
                 return
+            assert run.kill_point not in seen, (
+                f"done again after a kill at {self.moment}: {run.kill_point} (see {run.log})")
+            seen.add(run.kill_point)
         raise AssertionError(f"{MAX_RUNS_PER_MOMENT} runs at {self.moment} and the robot still finds something to "
                              "do: it repeats a side effect it does not recognise as done")
 
@@ -157,7 +163,7 @@ class Day:
         """At this moment: ``kills`` runs killed at random instants or by the hook, then settle."""
         for _ in range(kills):
             if rng.random() < 0.5:
-                self.run(kill_after=rng.uniform(0.3, 7.0))
+                self.run(kill_after=rng.uniform(0.5, 15.0))
             else:
                 self.run(crash_after=rng.randint(1, 4))
         self.settle()
@@ -336,16 +342,16 @@ def assert_day_is_right(day: Day, title: str) -> None:
 
 
 # --- the two days --------------------------------------------------------------------------------
+@pytest.mark.timeout(1500)  # ~55 robot runs: about 4 minutes, much longer when the machine is busy
 def test_killed_after_every_side_effect_of_a_small_day_nothing_twice_nothing_lost(
         sandbox: Sandbox, tmp_path: Path) -> None:
-    sandbox.reset(seed=20261121, scenario="day", orders=12)
+    sandbox.reset(seed=20261121, scenario="day", orders=10)  # every kind of order at least once
     day = Day(sandbox, tmp_path)
     started = time.monotonic()
     day.work(day.every_side_effect_killed)
-    title = f"small day (12 orders, {time.monotonic() - started:.0f} s)"
+    title = f"small day (10 orders, {time.monotonic() - started:.0f} s)"
     assert_day_is_right(day, title)
     hooked = {r.kill_point for r in day.kill_points()}
-    assert len(hooked) == len(day.kill_points()), "a side effect was done again after a kill"
     kinds = {re.sub(r" for .*| \[.*", "", p or "") for p in hooked}
     for wanted in ("rms confirm_order", "rms send_thank_you_mail", "amazon create_mcf_order", "boss order_deletion",
                    "rms send_shipping_mail", "rms set_shipping", "zendesk note_in_stock", "zendesk note_fulfillment",
