@@ -14,6 +14,10 @@ ORDER_NUMBER = re.compile(r"(?<![\d-])(\d{6}-\d{8}-\d{10})(?![\d-])")
 """Rakuten's form: shop (6 digits) - date (YYYYMMDD) - 10 digits."""
 NEAR_ORDER_NUMBER = re.compile(r"(?<![\d-])\d{4,8}-\d{6,10}-\d{6,12}(?![\d-])")
 PURCHASE_HISTORY = re.compile(r"Purchase History\s*[:：]\s*(\S+)", re.IGNORECASE)
+ACTIVE_CONTENT = re.compile(
+    r"<\s*(script|iframe|object|embed|form)\b|<[^>]*\son[a-z]+\s*=|javascript\s*:", re.IGNORECASE)
+"""Script and other active HTML: Rakuten's automatic mails never carry it, so such a ticket is not
+read (formatting tags such as <p> or <b> are harmless and read as text)."""
 
 ORDER_MAIL_SUBJECTS = (
     "[Rakuten Marketplace] Order Details Confirmation (automatic email)",
@@ -39,7 +43,13 @@ def plain_text(text: str) -> str:
 
 
 def read_order_mail(subject: str, body: str) -> OrderMail:
-    text = plain_text(f"{subject}\n{body}")
+    raw = f"{subject}\n{body}"
+    active = ACTIVE_CONTENT.search(raw) or ACTIVE_CONTENT.search(html.unescape(raw))
+    if active:
+        what = active.group(1) or "an event handler or javascript: link"
+        raise UnreadableTicket(f"the ticket contains script or other active HTML ({what}), which Rakuten's "
+                               "automatic mails never do; it was not read")
+    text = plain_text(raw)
     numbers = sorted(set(ORDER_NUMBER.findall(text)))
     if not numbers:
         near = NEAR_ORDER_NUMBER.findall(text)

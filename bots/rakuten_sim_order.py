@@ -49,6 +49,9 @@ RMS_COMPLETE = "完了"
 THANK_YOU_TEMPLATE = "サンクスメール"
 SHIPPING_TEMPLATES = {"shipping_jm": "発送メール JM", "shipping_js": "発送メール JS"}
 JAPAN_POST_CARRIERS = {"日本郵便"}
+MCF_GOING = {"NEW", "RECEIVED", "PLANNING", "PROCESSING", "COMPLETE", "COMPLETEPARTIALLED"}
+MCF_STOPPED = {"CANCELLED", "UNFULFILLABLE", "INVALID"}
+"""Amazon's FulfillmentOrderStatus values (2020-07-01); any other is a value with no rule."""
 
 
 # --- small helpers ---------------------------------------------------------------------------
@@ -411,9 +414,13 @@ def wait_for_tracking(ctx: StepContext) -> Outcome:
         return NotYet(ctx.now + timedelta(hours=1), "dry run: the MCF order was not really created")
     if order is None:
         raise ApiError(f"Amazon has no MCF order {ctx.facts['mcf_id']} although it was created", code="NotFound")
-    if order.status.upper() in ("CANCELLED", "UNFULFILLABLE", "INVALID"):
+    if order.status.upper() in MCF_STOPPED:
         raise BusinessRuleError(f"Amazon reports MCF order {order.seller_fulfillment_order_id} as {order.status}",
                                 code="mcf_not_shipping")
+    if order.status.upper() not in MCF_GOING:
+        raise UnknownValue(f"Amazon reports MCF order {order.seller_fulfillment_order_id} as {order.status!r}, a "
+                           "status the robot has no rule for; nothing was sent to the buyer. Check the order in "
+                           "Seller Central")
     package = next((p for p in order.packages if p.tracking_number), None)
     if package is None:
         promised = order.promised_arrival

@@ -236,8 +236,13 @@ class FulfillmentOrder:
     returns: list[ReturnItem] = field(default_factory=list)
     authorizations: list[ReturnAuthorization] = field(default_factory=list)
     lose_parcel: bool = False
+    reported_status: str | None = None
+    """Admin knob: the status Amazon reports instead of the computed one (e.g. a value the robot
+    has no rule for)."""
 
     def status(self, now: datetime) -> str:
+        if self.reported_status:
+            return self.reported_status
         if self.cancelled_at is not None:
             return "Cancelled"
         if self.package is not None:
@@ -301,6 +306,8 @@ class AmazonStore:
         self.lost_skus: set[str] = set()
         self.lose_next = 0
         self.forced_carriers: deque[str] = deque()
+        self.forced_tracking: deque[str] = deque()
+        """Tracking numbers the next packages get instead of generated ones (admin knob)."""
         self.plans: dict[str, tuple[float, int]] = dict(DEFAULT_PLANS)
         self.buckets: dict[str, TokenBucket] = {}
         self.tokens_valid_after = 0.0
@@ -327,7 +334,7 @@ class AmazonStore:
         order.package = Package(
             number=next(self._package_numbers),
             carrier=carrier,
-            tracking_number=self._tracking_number(),
+            tracking_number=self.forced_tracking.popleft() if self.forced_tracking else self._tracking_number(),
             amazon_tracking_number="TBA" + "".join(self.rng.choices(string.digits, k=12)),
             shipped_at=shipped_at,
             lost_at=shipped_at + timedelta(hours=3) if lost else None,

@@ -10,8 +10,9 @@ in SP-API's error shapes (LWA's on /auth/o2/token); ``refuse_token`` makes LWA r
 token and SP-API refuse tokens already issued (the seller revoked the app); ``expire_sessions``
 expires every access token issued so far, at the next request.
 
-Admin knobs (``admin_router``), under /admin/amazon/: lost parcels, the next package's carrier,
-quotas, token expiry, a returned parcel reaching the FC, and a read of the fulfillment orders.
+Admin knobs (``admin_router``), under /admin/amazon/: lost parcels, the next package's carrier
+(and tracking number), an order's reported status, quotas, token expiry, a returned parcel reaching
+the FC, and a read of the fulfillment orders.
 """
 
 from __future__ import annotations
@@ -828,6 +829,12 @@ class LostParcels(BaseModel):
 class ForcedCarrier(BaseModel):
     carrier_code: str
     count: int = Field(1, ge=1)
+    tracking_number: str | None = Field(None, description="these packages' tracking number, as given "
+                                                         "(e.g. in full-width digits)")
+
+
+class ReportedStatus(BaseModel):
+    status: str | None = Field(None, description="the fulfillmentOrderStatus to report; none: the real one")
 
 
 class QuotaPlan(BaseModel):
@@ -887,7 +894,16 @@ def admin_router(state: SandboxState) -> APIRouter:
     async def carrier(body: ForcedCarrier) -> dict[str, Any]:
         amazon = store()
         amazon.forced_carriers.extend([body.carrier_code] * body.count)
-        return {"forced_carriers": list(amazon.forced_carriers)}
+        if body.tracking_number is not None:
+            amazon.forced_tracking.extend([body.tracking_number] * body.count)
+        return {"forced_carriers": list(amazon.forced_carriers), "forced_tracking": list(amazon.forced_tracking)}
+
+    @router.post("/fulfillment-orders/{seller_id}/status")
+    async def report_status(seller_id: str, body: ReportedStatus) -> dict[str, Any]:
+        """Amazon reports this order in ``status`` from now on (e.g. one the robot has no rule for)."""
+        target = find(seller_id)
+        target.reported_status = body.status or None
+        return store().order_view(target)
 
     @router.get("/quota")
     async def quota() -> dict[str, Any]:

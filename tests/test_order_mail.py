@@ -26,9 +26,16 @@ def test_full_width_digits_in_the_mail_are_read() -> None:
     assert read_order_mail(SUBJECT, body).order_number == GOOD
 
 
-def test_html_and_script_are_text_not_markup() -> None:
-    body = f"<p>受注番号 <b>{GOOD}</b></p><script>alert('x')</script>"
+def test_html_formatting_is_read_as_text() -> None:
+    body = f"<p>受注番号 <b>{GOOD}</b></p>"
     assert read_order_mail(SUBJECT, body).order_number == GOOD
+
+
+@pytest.mark.parametrize("body", [f"<p>{GOOD}</p><script>alert('x')</script>", f'<img src=x onerror="alert(1)"> {GOOD}',
+                                  f"{GOOD} &lt;iframe src=//x&gt;"], ids=["script", "handler", "escaped"])
+def test_script_or_active_html_is_refused(body: str) -> None:
+    with pytest.raises(UnreadableTicket, match="active HTML"):
+        read_order_mail(SUBJECT, body)
 
 
 @pytest.mark.parametrize(
