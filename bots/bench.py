@@ -28,11 +28,13 @@ from sandbox.process import SandboxProcess
 RESULTS = Path("test-results")
 
 
-def _rss_kib(pid: int) -> int:
+def _pss_kib(pid: int) -> int:
+    """Proportional set size: shared pages (Chromium's processes share many) counted once overall,
+    where summing RSS would count them once per process."""
     try:
-        with open(f"/proc/{pid}/status") as status:
-            for line in status:
-                if line.startswith("VmRSS:"):
+        with open(f"/proc/{pid}/smaps_rollup") as rollup:
+            for line in rollup:
+                if line.startswith("Pss:"):
                     return int(line.split()[1])
     except (FileNotFoundError, ProcessLookupError, PermissionError):
         pass
@@ -58,7 +60,7 @@ def _descendants(pid: int) -> list[int]:
 
 
 class PeakMemory:
-    """Samples the RSS of this process plus its children (Chromium, Playwright's driver) —
+    """Samples the memory (PSS) of this process plus its children (Chromium, Playwright's driver) —
     but not the sandbox, which is measured apart."""
 
     def __init__(self, exclude: int | None = None, interval: float = 0.25) -> None:
@@ -73,7 +75,7 @@ class PeakMemory:
         while not self._stop.is_set():
             excluded = {self.exclude, *(_descendants(self.exclude) if self.exclude else [])}
             pids = [me, *(p for p in _descendants(me) if p not in excluded)]
-            self.peak_kib = max(self.peak_kib, sum(_rss_kib(p) for p in pids))
+            self.peak_kib = max(self.peak_kib, sum(_pss_kib(p) for p in pids))
             self._stop.wait(self.interval)
 
     def __enter__(self) -> PeakMemory:
