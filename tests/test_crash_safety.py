@@ -17,7 +17,9 @@ own data directory, on ``sandbox.reset(scenario="day")``, at the moments of bots
   write, between intake and the steps), mixed with hook kills after the 1st–4th side effect.
 
 ``make test`` runs the small day (every deterministic kill point); ``make chaos`` runs the full one
-(``pytest -m chaos_full tests/test_crash_safety.py -s``).
+(``pytest -m chaos_full tests/test_crash_safety.py -s``; ``KUROKO_CHAOS_SEED``, ``KUROKO_CHAOS_ORDERS``
+and ``KUROKO_CHAOS_KILLS_PER_MOMENT`` change its day). Each run's output is kept under the test's
+tmp_path in ``runs/NNNN.log``; the kill points tried are printed (``-s`` shows them).
 """
 
 from __future__ import annotations
@@ -387,7 +389,7 @@ def test_killed_after_every_side_effect_of_a_small_day_nothing_twice_nothing_los
 def test_chaos_full_day_killed_at_random_nothing_twice_nothing_lost(sandbox: Sandbox, tmp_path: Path) -> None:
     seed = int(os.environ.get("KUROKO_CHAOS_SEED", "20261122"))
     orders = int(os.environ.get("KUROKO_CHAOS_ORDERS", "30"))
-    kills = int(os.environ.get("KUROKO_CHAOS_KILLS_PER_MOMENT", "10"))
+    kills = int(os.environ.get("KUROKO_CHAOS_KILLS_PER_MOMENT", "16"))
     rng = random.Random(seed)
     sandbox.reset(seed=seed, scenario="day", orders=orders)
     day = Day(sandbox, tmp_path)
