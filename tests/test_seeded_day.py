@@ -9,11 +9,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import ROOT
 
 from bots.ledger import Ledger
 
 
+@pytest.mark.timeout(1800)  # a whole day: about 3 minutes on a quiet 2-core machine, far more on a busy one
 def test_a_seeded_day_of_fifty_orders_ends_complete_or_held(tmp_path: Path) -> None:
     data = tmp_path / "demo"
     env = {**os.environ, "KUROKO_DATA_DIR": str(data), "COLUMNS": "200"}
