@@ -13,7 +13,6 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import pytest
 from conftest import ROOT, Sandbox
 from robot import internal_notes, make_robot, mcf_orders, primary_ticket, side_effects
 
@@ -91,8 +90,8 @@ def _work_done(sandbox: Sandbox, number: str) -> list[tuple[str, str]]:
     return [(e["system"], e["action"]) for e in side_effects(sandbox) if e.get("order_number") == number]
 
 
-@pytest.mark.skipif(shutil.which("xvfb-run") is None, reason="needs xvfb-run (make install puts it there)")
 def test_headed_replay_under_xvfb_does_the_same_work_as_headless(sandbox: Sandbox, settings_env: Path) -> None:
+    assert shutil.which("xvfb-run"), "xvfb-run is missing: `make install` installs Debian's xvfb"
     headless = sandbox.place_order([DATA_SIM])["order_number"]
     headed = sandbox.place_order([DATA_SIM])["order_number"]
     with make_robot(sandbox) as robot:
