@@ -148,20 +148,21 @@ class Browser:
         return path
 
     def save_trace(self, site: str, path: Path) -> Path | None:
-        """Write the site's trace so far and start a new one."""
+        """Write the site's trace since the last chunk began, and begin a new chunk (tracing runs
+        for the context's whole life; a chunk per order keeps each trace to that order)."""
         context = self._contexts.get(site)
         if context is None or not self.tracing:
             return None
         path.parent.mkdir(parents=True, exist_ok=True)
-        context.tracing.stop(path=str(path))
-        context.tracing.start(screenshots=True, snapshots=True, sources=False)
+        context.tracing.stop_chunk(path=str(path))
+        context.tracing.start_chunk()
         return path
 
     def discard_trace(self, site: str) -> None:
         context = self._contexts.get(site)
         if context is not None and self.tracing:
-            context.tracing.stop()
-            context.tracing.start(screenshots=True, snapshots=True, sources=False)
+            context.tracing.stop_chunk()
+            context.tracing.start_chunk()
 
     def reset(self, site: str) -> None:
         """Throw the site's context away (after an application error); the next use starts fresh

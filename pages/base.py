@@ -27,6 +27,22 @@ SELECTORS_DIR = Path(__file__).resolve().parent.parent / "selectors"
 
 _LOCATOR_KINDS = ("role", "label", "text", "placeholder", "testid", "css")
 
+# Reads, in one round trip, the text of every element carrying one of the given test ids, and per
+# row of a table the text of the cells inside it carrying the given test ids.
+_READ_TEST_IDS = """
+({attribute, fields, tables}) => {
+  const all = (scope, id) => Array.from(scope.querySelectorAll(`[${attribute}="${CSS.escape(id)}"]`));
+  const text = (element) => element.innerText.trim();
+  const out = {fields: {}, tables: {}};
+  for (const [key, id] of Object.entries(fields)) out.fields[key] = all(document, id).map(text);
+  for (const [key, table] of Object.entries(tables)) {
+    out.tables[key] = all(document, table.row).map((row) => Object.fromEntries(
+      Object.entries(table.cells).map(([cell, id]) => [cell, all(row, id).map(text)])));
+  }
+  return out;
+}
+"""
+
 
 @dataclass
 class Selectors:
@@ -39,6 +55,14 @@ class Selectors:
         path = directory / f"{site}.yaml"
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         return cls(site, data)
+
+    def test_id(self, name: str) -> str:
+        """The test id a key names; for keys read inside the page's own script (one round trip)."""
+        spec = self.spec(name)
+        self.used.add(name)
+        if "testid" not in spec:
+            raise PageChanged(f"selectors/{self.site}.yaml '{name}' must be a testid (it is read inside a script)")
+        return str(spec["testid"])
 
     def keys(self) -> list[str]:
         return [f"{screen}.{key}" for screen, keys in self.specs.items() for key in keys]
@@ -101,6 +125,24 @@ class Site:
 
     def el(self, name: str, **values: str) -> Locator:
         return self.selectors.locate(self.page, name, **values)
+
+    def read_test_ids(self, fields: dict[str, str], tables: dict[str, tuple[str, dict[str, str]]] | None = None,
+                      ) -> tuple[dict[str, list[str]], dict[str, list[dict[str, list[str]]]]]:
+        """The texts of several elements in one round trip to the browser (a page object reading a
+        whole page field by field makes dozens, which tracing makes costly).
+
+        ``fields`` maps a result key to a selector key; ``tables`` maps a result key to (row key,
+        {cell: selector key}). Every selector key must be a testid. Each field gives the texts of
+        all its matches (usually one), each table one dict per row, cell → texts."""
+        arg = {
+            "attribute": "data-testid",
+            "fields": {key: self.selectors.test_id(name) for key, name in fields.items()},
+            "tables": {key: {"row": self.selectors.test_id(row),
+                             "cells": {cell: self.selectors.test_id(name) for cell, name in cells.items()}}
+                       for key, (row, cells) in (tables or {}).items()},
+        }
+        found: dict[str, Any] = self.page.evaluate(_READ_TEST_IDS, arg)
+        return found["fields"], found["tables"]
 
     def url(self, path: str) -> str:
         return path if path.startswith("http") else f"{self.base_url}{path}"

@@ -38,6 +38,13 @@ TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 ORDER_PATH = "/rms/order/"
 TEMPLATE_KEYS = ("thank_you", "shipping_jm", "shipping_js")
 MAIL_FIELD_KEYS = ("order_number", "ship_date", "carrier", "tracking_number")
+ORDER_FIELDS = ("order_number", "placed_at", "status", "buyer_name", "buyer_email", "phone", "postal_code",
+                "prefecture", "city", "address")
+"""The order page's texts, each read by its selector key ``order.<field>`` (a testid)."""
+ITEM_CELLS = {"sku": "order.item_sku", "name": "order.item_name", "quantity": "order.item_quantity",
+              "unit_price": "order.item_unit_price"}
+MAIL_CELLS = {"id": "order.mail_id", "template": "order.mail_template", "sent_at": "order.mail_sent_at",
+              "subject": "order.mail_subject"}
 
 T = TypeVar("T")
 
@@ -116,30 +123,45 @@ class RmsOrderPage:
         return view
 
     def read(self) -> RmsOrderView:
-        """The order page as it is now."""
+        """The order page as it is now (its texts in one round trip to the browser)."""
         site = self.site
         self._visible("order.heading")
-        placed_text = self._text("order.placed_at")
+        self._visible("order.items_table")
+        self._visible("order.mail_history")
+        fields, tables = site.read_test_ids(
+            {key: f"order.{key}" for key in ORDER_FIELDS},
+            {"items": ("order.item_row", ITEM_CELLS), "mails": ("order.mail_row", MAIL_CELLS)},
+        )
+        shown = {key: self._one(f"order.{key}", texts) for key, texts in fields.items()}
         company = self._value("order.shipping_company")
         ship_date_text = self._value("order.shipping_date")
         tracking = self._value("order.tracking_number")
+        keys = self._template_keys()
+        items = [self._row(row, ITEM_CELLS) for row in tables["items"]]
+        mails = [self._row(row, MAIL_CELLS) for row in tables["mails"]]
         view = RmsOrderView(
-            order_number=self._text("order.order_number"),
-            status=self._text("order.status"),
-            placed_at=self._time(placed_text, "order.placed_at"),
-            buyer_name=self._text("order.buyer_name"),
-            buyer_email=self._text("order.buyer_email"),
-            phone=self._text("order.phone"),
-            postal_code=self._text("order.postal_code").lstrip("〒").strip(),
-            prefecture=self._text("order.prefecture"),
-            city=self._text("order.city"),
-            address=self._text("order.address"),
-            items=self._items(),
+            order_number=shown["order_number"],
+            status=shown["status"],
+            placed_at=self._time(shown["placed_at"], "order.placed_at"),
+            buyer_name=shown["buyer_name"],
+            buyer_email=shown["buyer_email"],
+            phone=shown["phone"],
+            postal_code=shown["postal_code"].lstrip("〒").strip(),
+            prefecture=shown["prefecture"],
+            city=shown["city"],
+            address=shown["address"],
+            items=[RmsItem(sku=item["sku"], name=item["name"],
+                           quantity=self._number(item["quantity"], "order.item_quantity"),
+                           unit_price_yen=self._number(item["unit_price"], "order.item_unit_price"))
+                   for item in items],
             can_confirm=site.el("order.confirm_button").count() > 0,
             shipping_company=company or None,
             shipping_date=self._date(ship_date_text) if ship_date_text else None,
             tracking_number=tracking or None,
-            mails=self._mails(),
+            mails=[RmsMailRecord(mail_id=mail["id"], template=mail["template"],
+                                 sent_at=self._time(mail["sent_at"], "order.mail_sent_at"),
+                                 subject=mail["subject"], template_key=keys.get(mail["template"]))
+                   for mail in mails],
         )
         self._path = ORDER_PATH + view.order_number
         return view
@@ -294,18 +316,12 @@ class RmsOrderPage:
             f"{self.element_timeout_ms} ms; the page may have changed (selectors/rakuten.yaml)"
         )
 
-    def _text(self, name: str, root: Locator | None = None) -> str:
+    def _text(self, name: str) -> str:
         """A value shown on the page (one round trip: the page is already loaded)."""
-        if root is None:
-            try:
-                return self.site.el(name).first.inner_text(timeout=self.element_timeout_ms).strip()
-            except PlaywrightTimeout:
-                raise self._missing(name) from None
-        cell = self.site.selectors.locate(root, name)
-        if not cell.count():
-            raise PageChanged(f"rakuten: '{name}' is missing from a row on {self.site.page.url.split('?')[0]} "
-                              f"(selectors/rakuten.yaml)")
-        return cell.first.inner_text().strip()
+        try:
+            return self.site.el(name).first.inner_text(timeout=self.element_timeout_ms).strip()
+        except PlaywrightTimeout:
+            raise self._missing(name) from None
 
     def _value(self, name: str) -> str:
         try:
@@ -313,33 +329,19 @@ class RmsOrderPage:
         except PlaywrightTimeout:
             raise self._missing(name) from None
 
-    def _items(self) -> list[RmsItem]:
-        self._visible("order.items_table")
-        items = []
-        for row in self.site.el("order.item_row").all():
-            name = "order.item_unit_price"
-            items.append(RmsItem(
-                sku=self._text("order.item_sku", row),
-                name=self._text("order.item_name", row),
-                quantity=self._number(self._text("order.item_quantity", row), "order.item_quantity"),
-                unit_price_yen=self._number(self._text(name, row), name),
-            ))
-        return items
+    def _one(self, name: str, texts: list[str]) -> str:
+        if not texts:
+            raise PageChanged(f"rakuten: '{name}' did not appear on {self.site.page.url.split('?')[0]}; "
+                              "the page may have changed (selectors/rakuten.yaml)")
+        return texts[0]
 
-    def _mails(self) -> list[RmsMailRecord]:
-        self._visible("order.mail_history")
-        keys = self._template_keys()
-        mails = []
-        for row in self.site.el("order.mail_row").all():
-            template = self._text("order.mail_template", row)
-            mails.append(RmsMailRecord(
-                mail_id=self._text("order.mail_id", row),
-                template=template,
-                sent_at=self._time(self._text("order.mail_sent_at", row), "order.mail_sent_at"),
-                subject=self._text("order.mail_subject", row),
-                template_key=keys.get(template),
-            ))
-        return mails
+    def _row(self, row: dict[str, list[str]], cells: dict[str, str]) -> dict[str, str]:
+        """One table row's cells; a cell missing from the row is a page that changed."""
+        for cell, name in cells.items():
+            if not row.get(cell):
+                raise PageChanged(f"rakuten: '{name}' is missing from a row on "
+                                  f"{self.site.page.url.split('?')[0]} (selectors/rakuten.yaml)")
+        return {cell: texts[0] for cell, texts in row.items()}
 
     def _template_keys(self) -> dict[str, str]:
         """RMS template name → send_mail()'s key, from the template radios' labels in the selectors."""
