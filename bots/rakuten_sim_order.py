@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import contextlib
 from collections import defaultdict
+from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from bots.errors import (
     ApiError,
+    ApplicationError,
     BusinessRuleError,
     NotPhysicalSim,
     OrderMismatch,
@@ -142,22 +144,32 @@ def shipping_template(settings: Settings, carrier: str) -> str:
 
 
 # --- intake (once per pass, before the steps) --------------------------------------------------
+@dataclass
+class Intake:
+    """What one intake did, and what it could not do yet (tried again at the next pass)."""
+
+    done: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+
+
 def intake(ledger: Ledger, systems: Systems, settings: Settings, now: datetime, *,
-           dry_run: bool = False) -> list[str]:
+           dry_run: bool = False) -> Intake:
     """Take in the new Rakuten order tickets: one order per order number, later tickets merged
-    into the earliest. Unreadable tickets are handed to a person. Returns what was done."""
+    into the earliest. Unreadable tickets are handed to a person. One order's failure (Zendesk
+    refusing a merge) does not keep the other orders out."""
     helpdesk = systems.helpdesk
     known = ledger.known_ticket_ids()
     new = [t for t in helpdesk.order_mail_tickets()
            if t.id not in known and any(s in t.subject for s in ORDER_MAIL_SUBJECTS)]
-    done: list[str] = []
+    result = Intake()
     by_order: dict[str, list[Any]] = defaultdict(list)
     links: dict[str, str | None] = {}
     for ticket in sorted(new, key=lambda t: (t.created_at, t.id)):
         try:
             mail = read_order_mail(ticket.subject, ticket.description)
         except UnreadableTicket as exc:
-            done.append(hold_unreadable_ticket(ledger, systems, settings, ticket.id, exc, now, dry_run=dry_run))
+            result.done.append(hold_unreadable_ticket(ledger, systems, settings, ticket.id, exc, now,
+                                                      dry_run=dry_run))
             continue
         by_order[mail.order_number].append(ticket)
         links.setdefault(mail.order_number, mail.purchase_history_url)
@@ -171,7 +183,7 @@ def intake(ledger: Ledger, systems: Systems, settings: Settings, now: datetime, 
             ledger.add_ticket(primary.id, order.id, "primary", now)
             ledger.audit(order_id=order.id, at=now, actor="robot", system="kuroko", action="order_taken_in",
                          detail={"ticket": primary.id})
-            done.append(f"{number}: taken in from ticket {primary.id}")
+            result.done.append(f"{number}: taken in from ticket {primary.id}")
         else:
             # The order's own ticket is never merged into itself: a run stopped between writing the
             # order and its ticket record finds that ticket 'new' here again.
@@ -179,18 +191,55 @@ def intake(ledger: Ledger, systems: Systems, settings: Settings, now: datetime, 
             if len(later) < len(tickets) and order.ticket_id is not None:
                 ledger.add_ticket(order.ticket_id, order.id, "primary", now)
         if later and order.ticket_id is not None:
-            target, sources = order.ticket_id, [t.id for t in later]
-            note = f"Merged into #{target}: another automatic mail for Rakuten order {number}."
-            actor = "robot (dry run)" if dry_run else "robot"
+            try:
+                result.done.append(merge_later_mails(ledger, systems, settings, order, [t.id for t in later], now,
+                                                     dry_run=dry_run))
+            except ApplicationError as exc:
+                result.failed.append(f"{number}: {exc.message}")
+    return result
+
+
+def merge_later_mails(ledger: Ledger, systems: Systems, settings: Settings, order: Order, sources: list[int],
+                      now: datetime, *, dry_run: bool) -> str:
+    """Merge later mails for a known order into its ticket. Zendesk cannot merge into a closed
+    ticket (solved tickets close after some days): then each late mail goes to a person."""
+    assert order.ticket_id is not None
+    helpdesk, number, target = systems.helpdesk, order.order_number, order.ticket_id
+    actor = "robot (dry run)" if dry_run else "robot"
+    if helpdesk.ticket(target).status == "closed":
+        for source in sources:
             if not dry_run:
-                helpdesk.merge(target, sources, note=note)
-                side_effect_done(settings, f"zendesk merge_tickets {sources} into {target} for {number}")
-                for source in sources:
-                    ledger.add_ticket(source, order.id, "merged", now)
-            ledger.audit(order_id=order.id, at=now, actor=actor, system="zendesk", action="merge_tickets",
-                         detail={"target": target, "sources": sources})
-            done.append(f"{number}: {'would merge' if dry_run else 'merged'} tickets {sources} into {target}")
-    return done
+                hand_over_late_mail(systems, settings, order, source)
+                side_effect_done(settings, f"zendesk hand_to_person for late mail {source} of {number}")
+                ledger.add_ticket(source, order.id, "late", now)
+            ledger.audit(order_id=order.id, at=now, actor=actor, system="zendesk", action="hand_to_person",
+                         detail={"ticket": source, "reason": f"late mail; ticket #{target} is closed"})
+        return f"{number}: {sources} handed to a person (ticket #{target} is closed, nothing to merge into)"
+    note = f"Merged into #{target}: another automatic mail for Rakuten order {number}."
+    if not dry_run:
+        helpdesk.merge(target, sources, note=note)
+        side_effect_done(settings, f"zendesk merge_tickets {sources} into {target} for {number}")
+        for source in sources:
+            ledger.add_ticket(source, order.id, "merged", now)
+    ledger.audit(order_id=order.id, at=now, actor=actor, system="zendesk", action="merge_tickets",
+                 detail={"target": target, "sources": sources})
+    return f"{number}: {'would merge' if dry_run else 'merged'} tickets {sources} into {target}"
+
+
+def hand_over_late_mail(systems: Systems, settings: Settings, order: Order, ticket_id: int) -> None:
+    """A note on the late mail's own ticket (once: its marker is looked for first)."""
+    tag = marker(order.order_number, f"late-{ticket_id}")
+    helpdesk = systems.helpdesk
+    if any(tag in c.body for c in helpdesk.comments(ticket_id)):
+        return
+    where = {"done": "finished", "held": "waiting for a person"}.get(order.state, f"at step {order.step}")
+    body = (
+        f"Another automatic mail for Rakuten order {order.order_number}. The order's ticket #{order.ticket_id} "
+        "is closed, and Zendesk cannot merge into a closed ticket.\n"
+        f"Kuroko's record of this order: {where}. Nothing was done for this mail.\n"
+        "Needed: look at the order in RMS; if nothing more is needed, solve this ticket."
+    )
+    helpdesk.add_internal_note(ticket_id, f"{body}\n\n{tag}", status="open", add_tags=[settings.hold_tag])
 
 
 def hold_unreadable_ticket(ledger: Ledger, systems: Systems, settings: Settings, ticket_id: int,

@@ -29,7 +29,7 @@ from typing import Any
 from loguru import logger
 
 from bots.clock import Clock
-from bots.errors import ApplicationError, BusinessRuleError, KurokoError
+from bots.errors import ApiError, ApplicationError, BusinessRuleError, KurokoError
 from bots.ledger import Ledger, Order, OrderState, StepStatus, wall_now
 from bots.logs import redact
 from bots.procedure import Done, NotYet, Procedure, StepContext, side_effect_done
@@ -93,7 +93,10 @@ class Runner:
         self.consecutive_errors = 0
         self.release_untagged(now)
         try:
-            report.intake = intake(self.ledger, self.systems, self.settings, now, dry_run=self.dry_run)
+            taken_in = intake(self.ledger, self.systems, self.settings, now, dry_run=self.dry_run)
+            report.intake = taken_in.done
+            if taken_in.failed:
+                raise ApiError("; ".join(taken_in.failed), code="intake_incomplete")
         except ApplicationError as exc:  # Zendesk down or throttled: the orders already known still go on
             self.consecutive_errors += 1
             report.intake_error = redact(exc.message)

@@ -343,3 +343,38 @@ def test_an_mcf_status_with_no_rule_is_held_and_nothing_is_sent(robot: Robot, sa
     until_shipped(robot, sandbox)  # Amazon ships it anyway: the held order still sends nothing
     assert shipping_mails(sandbox, number) == []
     assert robot.order(number).state == "held"
+
+
+# --- late mails -------------------------------------------------------------------------------------
+def test_a_late_mail_for_an_order_whose_ticket_is_closed_goes_to_a_person_and_intake_goes_on(
+        robot: Robot, sandbox: Sandbox) -> None:
+    """Zendesk closes solved tickets after some days and cannot merge into a closed ticket. A mail
+    for such an order used to fail the whole intake at every pass, keeping every new order out."""
+    sandbox.set_stock(rsl={DATA_SIM: 2})
+    number = sandbox.place_order([DATA_SIM])["order_number"]
+    robot.run_pass()
+    sandbox.advance(minutes=31)
+    robot.run_pass()
+    first = primary_ticket(sandbox, number)
+    assert robot.order(number).state == "done" and first["status"] == "solved"
+    sandbox.advance(days=5)
+    assert ticket(sandbox, first["id"])["status"] == "closed", "Zendesk closed the solved ticket"
+
+    late = post_mail(sandbox, order_mail(number, rms_link(sandbox, number)))
+    newcomer = sandbox.place_order([DATA_SIM])["order_number"]
+    report = robot.run_pass()
+
+    assert report.intake_error is None, report.intake_error
+    assert robot.order(newcomer).state == "active", "the new order was taken in all the same"
+    (note,) = robot_notes_on(sandbox, late)
+    assert f"ticket #{first['id']} is closed" in note and "Kuroko's record of this order: finished" in note
+    assert "Needed:" in note
+    found = ticket(sandbox, late)
+    assert found["status"] == "open" and robot.settings.hold_tag in found["tags"]
+    assert robot.order(number).state == "done", "the finished order is not started again"
+    assert not [e for e in side_effects(sandbox) if e["system"] in ("rms", "boss")]
+
+    sandbox.advance(hours=1)
+    report = robot.run_pass()
+    assert report.intake_error is None
+    assert len(robot_notes_on(sandbox, late)) == 1, "the late mail is handed over once"
