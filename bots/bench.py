@@ -9,6 +9,7 @@ Results are printed and written to ``test-results/bench.json``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -127,12 +128,32 @@ def summarize(orders: list[Order]) -> dict[str, dict[str, Any]]:
     return table
 
 
+class PlainProgress:
+    """Progress for a log file (no live display there): a line every ``every`` orders."""
+
+    def __init__(self, console: Console, every: int = 100) -> None:
+        self.console = console
+        self.every = every
+        self.started = time.perf_counter()
+
+    def listener(self, event: str, data: dict[str, Any]) -> None:
+        if event == "pass_started":
+            self.started = time.perf_counter()
+        elif event == "order_done" and (data["index"] % self.every == 0 or data["index"] == data["total"]):
+            self.console.print(f"    {data['index']}/{data['total']} orders, "
+                               f"{time.perf_counter() - self.started:.0f} s")
+
+    def finish(self) -> None:
+        pass
+
+
 def run_bench(console: Console, *, orders: int, seed: int, data_dir: Path) -> dict[str, Any]:
     import shutil
 
     from bots.clock import clock_from_url
     from bots.demo import TIMELINE, play_office_staff
     from bots.logs import setup_logging
+    from bots.progress import PassProgress
     from bots.runner import Runner
     from bots.systems import Systems
 
@@ -149,14 +170,19 @@ def run_bench(console: Console, *, orders: int, seed: int, data_dir: Path) -> di
         passes: list[dict[str, Any]] = []
         started = time.perf_counter()
         systems = Systems(settings)
-        with PeakMemory(exclude=sandbox_pid) as memory:
-            runner = Runner(settings, ledger, systems, clock_from_url(settings.clock_url))
+        progress: PassProgress | PlainProgress = (PassProgress(console) if console.is_terminal
+                                                  else PlainProgress(console))
+        with PeakMemory(exclude=sandbox_pid) as memory, contextlib.ExitStack() as live:
+            if isinstance(progress, PassProgress):
+                live.enter_context(progress)
+            runner = Runner(settings, ledger, systems, clock_from_url(settings.clock_url), listener=progress.listener)
             for label, delta in TIMELINE:
                 if delta:
                     admin.advance(**delta)
                 play_office_staff(ledger, admin, Console(quiet=True))
                 t0 = time.perf_counter()
                 report = runner.run_pass()
+                progress.finish()
                 passes.append({"pass": label, "orders_run": report.orders_run,
                                "boss_list_reads": report.boss_list_reads,
                                "seconds": round(time.perf_counter() - t0, 2)})
