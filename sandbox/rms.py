@@ -270,6 +270,39 @@ def create_app(state: SandboxState) -> FastAPI:
     def forbidden(request: Request, session: RmsSession | None) -> HTMLResponse:
         return render(request, "forbidden.html", 403, session=session)
 
+    def opened(request: Request, order_number: str, login_to: str) -> tuple[RmsSession, RakutenOrder] | Response:
+        """A page of one order: the session and the order, or the login page / 受注が見つかりません."""
+        session = sessions.current(request)
+        if session is None:
+            return login_redirect(login_to)
+        order = find_order(order_number)
+        if order is None:
+            return not_found(request, session, order_number)
+        return session, order
+
+    async def posted(request: Request, order_number: str,
+                     ) -> tuple[RmsSession, RakutenOrder, dict[str, str]] | Response:
+        """A form posted on one order: session, CSRF token and order checked, in that order. A post
+        without a session changes nothing and goes to the login page (then back to the order)."""
+        session = sessions.current(request)
+        if session is None:
+            return login_redirect(f"/rms/order/{order_number}")
+        values = await checked_form(request, session)
+        if values is None:
+            return forbidden(request, session)
+        order = find_order(order_number)
+        if order is None:
+            return not_found(request, session, order_number)
+        return session, order, values
+
+    def order_view(request: Request, session: RmsSession, order: RakutenOrder, *, status_code: int = 200,
+                   flashes: list[tuple[str, str]] | None = None, shipping_error: str | None = None) -> HTMLResponse:
+        return render(
+            request, "order.html", status_code, session=session, order=order, flashes=flashes or [],
+            status=order.rms_status(state.world.now()), carriers=RMS_CARRIERS, shipping_error=shipping_error,
+            can_confirm=order.confirmed_at is None and order.boss_state is not BossState.CANCELLED,
+        )
+
     # --- login ---------------------------------------------------------------------------
     @app.get("/", response_model=None)
     async def home() -> RedirectResponse:
@@ -331,31 +364,19 @@ def create_app(state: SandboxState) -> FastAPI:
 
     @app.get("/rms/order/{order_number}", response_model=None)
     async def order_page(request: Request, order_number: str) -> Response:
-        session = sessions.current(request)
-        if session is None:
-            return login_redirect(request.url.path)
-        order = find_order(order_number)
-        if order is None:
-            return not_found(request, session, order_number)
-        world = state.world
+        found = opened(request, order_number, request.url.path)
+        if isinstance(found, Response):
+            return found
+        session, order = found
         flashes, session.flashes = session.flashes, []
-        status = order.rms_status(world.now())
-        return render(
-            request, "order.html", session=session, order=order, status=status, flashes=flashes,
-            can_confirm=order.confirmed_at is None and order.boss_state is not BossState.CANCELLED,
-            carriers=RMS_CARRIERS, shipping_error=None,
-        )
+        return order_view(request, session, order, flashes=flashes)
 
     @app.post("/rms/order/{order_number}/confirm", response_model=None)
     async def confirm(request: Request, order_number: str) -> Response:
-        session = sessions.current(request)
-        if session is None:
-            return login_redirect(f"/rms/order/{order_number}")
-        if await checked_form(request, session) is None:
-            return forbidden(request, session)
-        order = find_order(order_number)
-        if order is None:
-            return not_found(request, session, order_number)
+        found = await posted(request, order_number)
+        if isinstance(found, Response):
+            return found
+        session, order, _ = found
         already = order.confirmed_at is not None
         state.world.confirm_order_in_rms(order_number)
         if already:
@@ -366,15 +387,10 @@ def create_app(state: SandboxState) -> FastAPI:
 
     @app.post("/rms/order/{order_number}/shipping", response_model=None)
     async def shipping(request: Request, order_number: str) -> Response:
-        session = sessions.current(request)
-        if session is None:
-            return login_redirect(f"/rms/order/{order_number}")
-        values = await checked_form(request, session)
-        if values is None:
-            return forbidden(request, session)
-        order = find_order(order_number)
-        if order is None:
-            return not_found(request, session, order_number)
+        found = await posted(request, order_number)
+        if isinstance(found, Response):
+            return found
+        session, order, values = found
         company = values.get("shipping_company", "")
         ship_date = parse_date(values.get("shipping_date", ""))
         tracking = values.get("tracking_number", "").strip()
@@ -388,12 +404,7 @@ def create_app(state: SandboxState) -> FastAPI:
         elif not all(c.isascii() and (c.isalnum() or c == "-") for c in tracking):
             errors.append("お荷物伝票番号は半角英数字とハイフンで入力してください。")
         if errors or ship_date is None:
-            world = state.world
-            return render(
-                request, "order.html", 400, session=session, order=order, flashes=[],
-                status=order.rms_status(world.now()), carriers=RMS_CARRIERS, shipping_error=" ".join(errors),
-                can_confirm=order.confirmed_at is None and order.boss_state is not BossState.CANCELLED,
-            )
+            return order_view(request, session, order, status_code=400, shipping_error=" ".join(errors))
         state.world.set_shipping(order_number, company, ship_date, tracking)
         session.flashes.append(("success", "発送情報を更新しました。"))
         return RedirectResponse(f"/rms/order/{order_number}", status_code=303)
@@ -401,23 +412,19 @@ def create_app(state: SandboxState) -> FastAPI:
     # --- mail ----------------------------------------------------------------------------
     @app.get("/rms/order/{order_number}/mail", response_model=None)
     async def mail_choice(request: Request, order_number: str) -> Response:
-        session = sessions.current(request)
-        if session is None:
-            return login_redirect(request.url.path)
-        order = find_order(order_number)
-        if order is None:
-            return not_found(request, session, order_number)
+        found = opened(request, order_number, request.url.path)
+        if isinstance(found, Response):
+            return found
+        session, order = found
         return render(request, "mail_choose.html", session=session, order=order, templates=RMS_TEMPLATES,
                       error=None)
 
     @app.get("/rms/order/{order_number}/mail/preview", response_model=None)
     async def mail_preview(request: Request, order_number: str, template: str = "") -> Response:
-        session = sessions.current(request)
-        if session is None:
-            return login_redirect(f"/rms/order/{order_number}/mail")
-        order = find_order(order_number)
-        if order is None:
-            return not_found(request, session, order_number)
+        found = opened(request, order_number, f"/rms/order/{order_number}/mail")
+        if isinstance(found, Response):
+            return found
+        session, order = found
         if template not in RMS_TEMPLATES:
             return render(request, "mail_choose.html", 400, session=session, order=order,
                           templates=RMS_TEMPLATES, error="送信するメールテンプレートを選択してください。")
@@ -441,15 +448,10 @@ def create_app(state: SandboxState) -> FastAPI:
 
     @app.post("/rms/order/{order_number}/mail/send", response_model=None)
     async def mail_send(request: Request, order_number: str) -> Response:
-        session = sessions.current(request)
-        if session is None:
-            return login_redirect(f"/rms/order/{order_number}")
-        values = await checked_form(request, session)
-        if values is None:
-            return forbidden(request, session)
-        order = find_order(order_number)
-        if order is None:
-            return not_found(request, session, order_number)
+        found = await posted(request, order_number)
+        if isinstance(found, Response):
+            return found
+        session, order, values = found
         template = values.get("template", "")
         if template not in RMS_TEMPLATES:
             return render(request, "mail_choose.html", 400, session=session, order=order,
