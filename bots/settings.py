@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     headless: bool = True
     slow_mo_ms: int = 0
     navigation_timeout_ms: int = 15_000
+    element_timeout_ms: int = 5_000
+    """How long an element of a loaded BOSS or RMS page may take to appear; after that the page
+    counts as changed (PageChanged: screenshot, trace, a person)."""
 
     # --- where things are kept ---------------------------------------------------------------
     data_dir: Path = Path("data")

@@ -96,7 +96,7 @@ class Systems:
         if self._boss_listing is None:
             from pages.boss.order_list import BossOrderList
 
-            self._boss_listing = BossOrderList(self._boss_site()).read()
+            self._boss_listing = BossOrderList(self._boss_site(), timeout_ms=self.settings.element_timeout_ms).read()
             self.boss_list_reads += 1
         return self._boss_listing
 
@@ -106,7 +106,7 @@ class Systems:
         if self._boss_detail is None:
             from pages.boss.order_detail import BossOrderDetail
 
-            self._boss_detail = BossOrderDetail(self._boss_site())
+            self._boss_detail = BossOrderDetail(self._boss_site(), timeout_ms=self.settings.element_timeout_ms)
         return self._boss_detail
 
     @property
@@ -115,7 +115,7 @@ class Systems:
         if self._rms_page is None:
             from pages.rakuten.order_page import RmsOrderPage
 
-            self._rms_page = RmsOrderPage(self._rms_site())
+            self._rms_page = RmsOrderPage(self._rms_site(), element_timeout_ms=self.settings.element_timeout_ms)
         return self._rms_page
 
     def rms_order(self, url: str, order_number: str, *, fresh: bool = False) -> RmsOrderView:

@@ -36,6 +36,7 @@ def limits(settings_env: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("KUROKO_RETRY_BASE_SECONDS", "60")
     monkeypatch.setenv("KUROKO_MAX_CONSECUTIVE_ERRORS", "2")
     monkeypatch.setenv("KUROKO_NAVIGATION_TIMEOUT_MS", "4000")
+    monkeypatch.setenv("KUROKO_ELEMENT_TIMEOUT_MS", "1500")
     get_settings.cache_clear()
     return settings_env
 
@@ -374,6 +375,8 @@ def test_an_element_that_never_appears_is_handed_over_with_evidence_and_nothing_
                                      says="selectors/")
     assert robot.order(number).step == step
     assert f"kuroko release {number}" in note
+    if system == "boss":
+        assert "within 1500 ms" in note, "waited as long as KUROKO_ELEMENT_TIMEOUT_MS says"
     world = sandbox.order(number)
     assert world["boss_state"] != "Cancelled" and "Cancelled" not in world["boss_history"]
     if system == "rms":

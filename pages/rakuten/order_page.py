@@ -98,11 +98,10 @@ class _LoggedOut(Exception):
 
 
 class RmsOrderPage:
-    element_timeout_ms = 5_000
-    """How long an element of an already loaded page may take to show."""
-
-    def __init__(self, site: RmsSite) -> None:
+    def __init__(self, site: RmsSite, *, element_timeout_ms: int = 5_000) -> None:
         self.site = site
+        self.element_timeout_ms = element_timeout_ms
+        """How long an element of an already loaded page may take to show (KUROKO_ELEMENT_TIMEOUT_MS)."""
         self._path: str | None = None
 
     # --- reading -----------------------------------------------------------------------------
