@@ -3,6 +3,7 @@ lines in ``{data_dir}/logs/kuroko.jsonl``, and every configured secret redacted 
 
 from __future__ import annotations
 
+import logging
 import re
 import sys
 from pathlib import Path
@@ -39,6 +40,19 @@ def _patch(record: Record) -> None:
         exc.args = tuple(redact(a) if isinstance(a, str) else a for a in exc.args)
 
 
+class _ToLoguru(logging.Handler):
+    """Warnings of the libraries that log through ``logging`` (zenpy waiting out a 429, the SP-API
+    client) go to the same places as Kuroko's own lines, redacted like them."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            level: str | int = logger.level(record.levelname).name
+        except ValueError:
+            level = record.levelno
+        logger.bind(library=record.name).opt(exception=record.exc_info).log(level, "{}: {}", record.name,
+                                                                              record.getMessage())
+
+
 def setup_logging(settings: Settings, *, verbose: bool = False, console: bool = True) -> Path:
     """Configure loguru once per process; returns the JSON log file's path."""
     _secrets[:] = sorted(settings.secret_values(), key=len, reverse=True)
@@ -52,6 +66,9 @@ def setup_logging(settings: Settings, *, verbose: bool = False, console: bool = 
                    format="<green>{time:HH:mm:ss}</green> <level>{level: <7}</level> "
                           "<cyan>{extra[order]}</cyan> {message}")
     logger.add(path, level="DEBUG", serialize=True, enqueue=False, backtrace=False, diagnose=False)
+    library_logs = logging.getLogger()
+    library_logs.handlers = [h for h in library_logs.handlers if not isinstance(h, _ToLoguru)]
+    library_logs.addHandler(_ToLoguru(level=logging.WARNING))
     return path
 
 

@@ -7,6 +7,7 @@ clock is moved between passes), two application errors in a row stop a pass, 4 s
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,6 +21,7 @@ from robot import Robot, internal_notes, mcf_orders, primary_ticket, side_effect
 
 from bots.clock import clock_from_url
 from bots.ledger import Ledger, StepRecord
+from bots.logs import setup_logging
 from bots.runner import Runner
 from bots.settings import get_settings
 from bots.systems import Systems
@@ -124,11 +126,16 @@ def in_stock_orders(sandbox: Sandbox, count: int) -> list[str]:
 # --- Zendesk -----------------------------------------------------------------------------------
 def test_zendesk_429_with_retry_after_is_waited_out(robot: Robot, sandbox: Sandbox) -> None:
     (number,) = in_stock_orders(sandbox, 1)
+    log_file = setup_logging(robot.settings, console=False)
     sandbox.fault("zendesk", burst_429=3)  # each with Retry-After: 1
     started = time.monotonic()
     robot.run_pass()
     assert time.monotonic() - started >= 3, "Retry-After was honoured (1 s, three times)"
     assert sandbox.summary()["responses_429"]["zendesk"] == 3
+    waits = [json.loads(line)["record"] for line in log_file.read_text().splitlines()
+             if "retry-after period" in line]
+    assert len(waits) == 3 and all(w["level"]["name"] == "WARNING" for w in waits), \
+        "zenpy's waits are in Kuroko's own log"
     ticket = primary_ticket(sandbox, number)
     assert ticket["status"] == "solved"
     assert [n.splitlines()[0] for n in internal_notes(ticket)] == ["Boss in progress"]
