@@ -231,10 +231,15 @@ def print_result(console: Console, result: dict[str, Any]) -> None:
     console.print(table)
     console.print("Per-order figures are means over the order's whole life; the BOSS list is read once per pass "
                   "(counted per pass above), not per order.")
+    seen = result["responses_429"]
     console.print(f"Rakuten orders placed {result['placed_orders']}: completed {result['completed']}, held "
-                  f"{result['held']}, lost {result['lost']}. 429s the sandbox sent: {result['responses_429']}; "
-                  f"surfaced to the runner and retried: {result['429_surfaced_to_runner_and_retried']}; "
-                  f"orders held because of a 429: {result['held_because_of_429']}.")
+                  f"{result['held']}, lost {result['lost']}.")
+    verdict = ("every one retried successfully" if not result["held_because_of_429"]
+               else f"{result['held_because_of_429']} order(s) held because a 429 never cleared")
+    console.print(f"429s seen: {sum(seen.values())} (" + ", ".join(f"{k} {v}" for k, v in seen.items()) + "); "
+                  f"{verdict}. A 429 is waited out inside the API call (Retry-After, the SP-API throttle); "
+                  "when that wait runs out the step fails and the runner retries it "
+                  f"({result['429_surfaced_to_runner_and_retried']} such steps).")
 
 
 def main() -> None:
