@@ -63,7 +63,10 @@ def make_runner(settings: Settings, *, dry_run: bool = False, headed: bool = Fal
 
     setup_logging(settings, console=listener is None)
     ledger = open_ledger(settings)
-    systems = Systems(settings, headless=False if headed else None, slow_mo_ms=slow_mo or None)
+    if trace not in ("retain-on-failure", "on", "off"):
+        fail(f"--trace {trace!r}: use retain-on-failure, on or off")
+    systems = Systems(settings, headless=False if headed else None, slow_mo_ms=slow_mo or None,
+                      tracing=trace != "off")
     if pause_on_error and not headed:
         fail("--pause-on-error needs --headed: the inspector opens on the visible browser")
     return Runner(settings, ledger, systems, clock_from_url(settings.clock_url), dry_run=dry_run, trace=trace,

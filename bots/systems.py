@@ -27,8 +27,11 @@ SITES = ("boss", "rakuten")
 
 class Systems:
     def __init__(self, settings: Settings, *, headless: bool | None = None, slow_mo_ms: int | None = None,
-                 helpdesk: Helpdesk | None = None, fulfillment: Fulfillment | None = None) -> None:
+                 helpdesk: Helpdesk | None = None, fulfillment: Fulfillment | None = None,
+                 tracing: bool = True) -> None:
         self.settings = settings
+        self._tracing = tracing
+        """Record Playwright traces (needed to keep one on failure; ``--trace off`` saves its cost)."""
         self._headless = headless
         self._slow_mo_ms = slow_mo_ms
         self._helpdesk = helpdesk
@@ -63,7 +66,8 @@ class Systems:
     @property
     def browser(self) -> Browser:
         if self._browser is None:
-            browser = Browser(self.settings, headless=self._headless, slow_mo_ms=self._slow_mo_ms)
+            browser = Browser(self.settings, headless=self._headless, slow_mo_ms=self._slow_mo_ms,
+                              tracing=self._tracing)
             browser.start()
             self._browser = browser
         return self._browser

@@ -139,6 +139,19 @@ def test_a_failing_step_leaves_trace_and_screenshot_in_show_and_report(sandbox: 
     assert "confirm_button" in html or "注文確認" in html or "did not appear" in html
 
 
+def test_trace_off_records_no_trace_but_keeps_the_screenshot(sandbox: Sandbox, settings_env: Path) -> None:
+    sandbox.place_order([DATA_SIM])
+    sandbox.advance(minutes=31)
+    sandbox.fault("rms", hide_elements=["confirm_button"])
+    result = kuroko("run", "--once", "--trace", "off")
+    assert result.returncode == 0, result.stderr
+    evidence = sorted(p.name for p in (settings_env / "evidence").rglob("*") if p.is_file())
+    assert any(name.endswith(".png") for name in evidence), evidence
+    assert not any(name.endswith(".zip") for name in evidence), "no trace was recorded"
+    refused = kuroko("run", "--once", "--trace", "sometimes")
+    assert refused.returncode != 0 and "use retain-on-failure, on or off" in refused.stdout + refused.stderr
+
+
 def test_no_secret_in_logs_evidence_names_or_report(sandbox: Sandbox, settings_env: Path) -> None:
     sandbox.place_order([DATA_SIM])
     sandbox.place_order([ESIM])
