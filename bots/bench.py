@@ -9,7 +9,6 @@ Results are printed and written to ``test-results/bench.json``.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import statistics
@@ -146,6 +145,12 @@ class PlainProgress:
     def finish(self) -> None:
         pass
 
+    def __enter__(self) -> PlainProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
 
 def run_bench(console: Console, *, orders: int, seed: int, data_dir: Path) -> dict[str, Any]:
     import shutil
@@ -172,9 +177,7 @@ def run_bench(console: Console, *, orders: int, seed: int, data_dir: Path) -> di
         systems = Systems(settings)
         progress: PassProgress | PlainProgress = (PassProgress(console) if console.is_terminal
                                                   else PlainProgress(console))
-        with PeakMemory(exclude=sandbox_pid) as memory, contextlib.ExitStack() as live:
-            if isinstance(progress, PassProgress):
-                live.enter_context(progress)
+        with PeakMemory(exclude=sandbox_pid) as memory, progress:
             runner = Runner(settings, ledger, systems, clock_from_url(settings.clock_url), listener=progress.listener)
             for label, delta in TIMELINE:
                 if delta:

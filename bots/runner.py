@@ -29,11 +29,11 @@ from typing import Any
 from loguru import logger
 
 from bots.clock import Clock
-from bots.errors import ApiError, ApplicationError, BusinessRuleError, KurokoError
+from bots.errors import ApplicationError, BusinessRuleError, KurokoError
 from bots.ledger import Ledger, Order, OrderState, StepStatus, wall_now
 from bots.logs import redact
 from bots.procedure import Done, NotYet, Procedure, StepContext, side_effect_done
-from bots.rakuten_sim_order import PROCEDURE, intake, marker
+from bots.rakuten_sim_order import PROCEDURE, Intake, intake, marker
 from bots.settings import Settings
 from bots.systems import Systems
 
@@ -94,12 +94,12 @@ class Runner:
         self.release_untagged(now)
         try:
             taken_in = intake(self.ledger, self.systems, self.settings, now, dry_run=self.dry_run)
-            report.intake = taken_in.done
-            if taken_in.failed:
-                raise ApiError("; ".join(taken_in.failed), code="intake_incomplete")
         except ApplicationError as exc:  # Zendesk down or throttled: the orders already known still go on
+            taken_in = Intake(failed=[exc.message])
+        report.intake = taken_in.done
+        if taken_in.failed:
             self.consecutive_errors += 1
-            report.intake_error = redact(exc.message)
+            report.intake_error = redact("; ".join(taken_in.failed))
             logger.error("taking in new tickets failed (tried again at the next pass): {}", report.intake_error)
         due = self.ledger.due_orders(now, self.procedure.name)
         if due and self.procedure.prepare_pass is not None:
