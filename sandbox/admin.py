@@ -180,9 +180,9 @@ def create_app(state: SandboxState) -> FastAPI:
         return {"now": state.world.now().isoformat(), "scenario": body.scenario, "orders": placed}
 
     # Each system may add its own admin knobs under /admin/<system>/… (an `admin_router(state)`).
-    from sandbox import boss, rms, spapi, zendesk
+    from sandbox.server import wing_modules
 
-    for module in (boss, rms, zendesk, spapi):
+    for module in wing_modules().values():
         router = getattr(module, "admin_router", None)
         if router is not None:
             app.include_router(router(state))

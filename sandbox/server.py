@@ -6,19 +6,25 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib
 import json
 import os
 import signal
 import socket
 from collections.abc import Sequence
 from pathlib import Path
+from types import ModuleType
 
 import uvicorn
 from fastapi import FastAPI
 
 from sandbox.world import World
 
-SERVICES = ("admin", "boss", "rms", "zendesk", "spapi")
+WINGS = {"boss": "sandbox.boss", "rms": "sandbox.rms", "zendesk": "sandbox.zendesk", "spapi": "sandbox.amazon"}
+"""One wing per system: the service name (its port follows the admin port in this order) and the
+package that serves it (``create_app(state)``, and optionally ``admin_router(state)`` for its knobs
+under /admin/<system>/)."""
+SERVICES = ("admin", *WINGS)
 DEFAULT_BASE_PORT = 8100
 
 
@@ -29,16 +35,17 @@ class SandboxState:
         self.world = world
 
 
-def build_apps(state: SandboxState) -> dict[str, FastAPI]:
-    from sandbox import admin, boss, rms, spapi, zendesk
+def wing_modules() -> dict[str, ModuleType]:
+    return {name: importlib.import_module(module) for name, module in WINGS.items()}
 
-    return {
-        "admin": admin.create_app(state),
-        "boss": boss.create_app(state),
-        "rms": rms.create_app(state),
-        "zendesk": zendesk.create_app(state),
-        "spapi": spapi.create_app(state),
-    }
+
+def build_apps(state: SandboxState) -> dict[str, FastAPI]:
+    from sandbox import admin
+
+    apps = {"admin": admin.create_app(state)}
+    for name, module in wing_modules().items():
+        apps[name] = module.create_app(state)
+    return apps
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -95,16 +102,16 @@ async def serve(state: SandboxState, host: str, base_port: int | None, ready_fil
 
 
 def print_banner(urls: dict[str, str]) -> None:
-    from bots.settings import Settings
+    from sandbox.process import demo_credentials
 
-    demo = Settings()
+    demo = demo_credentials()
     print("Kuroko sandbox is running (Ctrl+C stops it):")
     print(f"  admin API   {urls['admin']}/admin/state   (README: 'Sandbox admin API')")
-    print(f"  BOSS        {urls['boss']}/login          user {demo.boss_user!r}, password "
-          f"{demo.boss_password.get_secret_value()!r} (demo only)")
-    print(f"  Rakuten RMS {urls['rms']}/login           user {demo.rms_user!r}, password "
-          f"{demo.rms_password.get_secret_value()!r} (demo only)")
-    print(f"  Zendesk     {urls['zendesk']}/api/v2/tickets.json   {demo.zendesk_email} / token (demo)")
+    print(f"  BOSS        {urls['boss']}/login          user {demo['KUROKO_BOSS_USER']!r}, password "
+          f"{demo['KUROKO_BOSS_PASSWORD']!r} (demo only)")
+    print(f"  Rakuten RMS {urls['rms']}/login           user {demo['KUROKO_RMS_USER']!r}, password "
+          f"{demo['KUROKO_RMS_PASSWORD']!r} (demo only)")
+    print(f"  Zendesk     {urls['zendesk']}/api/v2/tickets.json   {demo['KUROKO_ZENDESK_EMAIL']} / token (demo)")
     print(f"  SP-API      {urls['spapi']}/fba/outbound/2020-07-01/fulfillmentOrders   LWA at /auth/o2/token")
     print("Point the robot here with KUROKO_*_URL (the defaults already do for the default ports).", flush=True)
 

@@ -154,8 +154,8 @@ class _Event:
 
 class World:
     def __init__(self, seed: int = 0, start: datetime = DEFAULT_START) -> None:
-        from sandbox.amazon_store import AmazonStore
-        from sandbox.zendesk_store import ZendeskStore
+        from sandbox.amazon.store import AmazonStore
+        from sandbox.zendesk.store import ZendeskStore
 
         self.seed = seed
         self.rng = random.Random(seed)

@@ -30,7 +30,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sandbox.faults import install_faults
-from sandbox.zendesk_store import (
+from sandbox.zendesk.store import (
     SUPPORT_ADDRESS,
     Audit,
     Comment,

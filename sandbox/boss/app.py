@@ -1,7 +1,7 @@
 """BOSS, the company's own back office, as a server-rendered web app (English UI, the manual's labels).
 
 Screens:
-- ``/login`` — user ID and password (the defaults in bots/settings.py); ``?next=`` brings the user back.
+- ``/login`` — user ID and password (the sandbox's own demo login); ``?next=`` brings the user back.
 - ``/orders`` — every order BOSS lists, on ONE long page, under a section heading per state
   (New Order, Confirmation to be, Shipping in Progress, Shipped, then Deleted and Cancelled at the
   bottom so they stay distinguishable). Staff find an order with Ctrl+F.
@@ -41,14 +41,13 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from bots.settings import Settings
 from sandbox.faults import install_faults
 from sandbox.world import JST, BossState, RakutenOrder, World
 
 if TYPE_CHECKING:
     from sandbox.server import SandboxState
 
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parent.parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))
 
 SESSION_COOKIE = "boss_session"
@@ -78,10 +77,13 @@ CANCELLATION_CONFIRM = (
 )
 
 
+DEMO_USER = "boss-demo"
+DEMO_PASSWORD = "boss-demo-password"
+"""The one login this BOSS accepts (the sandbox's own; `SandboxAdmin.robot_env()` hands it to the robot)."""
+
+
 def _valid_credentials() -> tuple[str, str]:
-    """The demo credentials are the settings' defaults (never the environment the robot runs in)."""
-    fields = Settings.model_fields
-    return str(fields["boss_user"].default), fields["boss_password"].default.get_secret_value()
+    return DEMO_USER, DEMO_PASSWORD
 
 
 @dataclass

@@ -275,21 +275,20 @@ def _contains(haystack: str | None, needle: str) -> bool:
     return needle.casefold() in (haystack or "").casefold()
 
 
+DEMO_AGENT_EMAIL = "robot@kuroko.example"
+DEMO_API_TOKEN = "zendesk-demo-token"
+
+
 class ZendeskStore:
     def __init__(self, world: World) -> None:
-        from bots.settings import Settings
-
         self.world = world
         self.users: dict[int, User] = {}
         self.tickets: dict[int, Ticket] = {}
         self.jobs: dict[str, JobStatus] = {}
         self.settings = ZendeskSettings()
         self.limiter = RateLimiter()
-        defaults = Settings.model_fields
-        self.api_tokens: dict[str, str] = {
-            defaults["zendesk_email"].default: defaults["zendesk_token"].default.get_secret_value()
-        }
-        """Agent e-mail → API token: the defaults the robot ships with (bots/settings.py)."""
+        self.api_tokens: dict[str, str] = {DEMO_AGENT_EMAIL: DEMO_API_TOKEN}
+        """Agent e-mail → API token: the sandbox's own demo agent."""
         self._user_ids = itertools.count(360_000_000_001)
         self._ticket_ids = itertools.count(10_001)
         self._comment_ids = itertools.count(900_000_000_001)

@@ -54,7 +54,6 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup, escape
 
-from bots.settings import Settings
 from sandbox.catalog import RMS_CARRIERS, RMS_TEMPLATES
 from sandbox.faults import install_faults
 from sandbox.world import JST, BossState, RakutenOrder, World, render_mail_body
@@ -64,7 +63,7 @@ if TYPE_CHECKING:
 
     from sandbox.server import SandboxState
 
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parent.parent
 TEMPLATES = Jinja2Templates(directory=str(HERE / "templates"))
 STATIC_DIR = HERE / "static"
 
@@ -207,12 +206,13 @@ def order_facts(world: World, order: RakutenOrder) -> dict[str, Any]:
     }
 
 
+DEMO_USER = "rms-demo"
+DEMO_PASSWORD = "rms-demo-password"
+"""The one R-Login this RMS accepts (the sandbox's own; `SandboxAdmin.robot_env()` hands it to the robot)."""
+
+
 def demo_credentials() -> tuple[str, str]:
-    """The sandbox accepts the demo login only: the defaults of bots/settings.py, never a real one
-    from the environment."""
-    fields = Settings.model_fields
-    password = fields["rms_password"].default
-    return str(fields["rms_user"].default), password.get_secret_value()
+    return DEMO_USER, DEMO_PASSWORD
 
 
 def admin_router(state: SandboxState) -> APIRouter:

@@ -31,7 +31,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from sandbox.amazon_store import (
+from sandbox.amazon.store import (
     CARRIER_CONTACTS,
     DEFAULT_PLANS,
     FC_ID,
@@ -140,16 +140,14 @@ def _internal_failure(request: Request) -> Response:
 
 
 # --- Login with Amazon ----------------------------------------------------------------------
-def demo_credentials() -> tuple[str, str, str]:
-    """The credentials LWA accepts here: the defaults in bots/settings.py (never the environment)."""
-    from bots.settings import Settings
+DEMO_CLIENT_ID = "amzn1.application-oa2-client.kuroko-demo"
+DEMO_CLIENT_SECRET = "lwa-demo-client-secret"
+DEMO_REFRESH_TOKEN = "Atzr|kuroko-demo-refresh-token"
+"""The only LWA app and refresh token this Amazon accepts (the sandbox's own)."""
 
-    fields = Settings.model_fields
-    return (
-        str(fields["lwa_client_id"].default),
-        fields["lwa_client_secret"].default.get_secret_value(),
-        fields["spapi_refresh_token"].default.get_secret_value(),
-    )
+
+def demo_credentials() -> tuple[str, str, str]:
+    return DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_REFRESH_TOKEN
 
 
 def _same(given: str, expected: str) -> bool:
