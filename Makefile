@@ -37,7 +37,7 @@ test: install
 	$(BIN)/pytest -m "not chaos_full"
 
 bench: install
-	$(BIN)/python -m bots.bench
+	$(BIN)/python -m kuroko.ops.bench
 
 chaos: install
 	$(BIN)/pytest -m chaos_full tests/test_crash_safety.py -s

@@ -21,7 +21,7 @@ from datetime import datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from bots.errors import (
+from kuroko.errors import (
     ApiError,
     ApplicationError,
     BusinessRuleError,
@@ -32,13 +32,13 @@ from bots.errors import (
     UnknownValue,
     UnreadableTicket,
 )
-from bots.order_mail import ORDER_MAIL_SUBJECTS, normalize_tracking_number, read_order_mail
-from bots.procedure import Done, NotYet, Outcome, Procedure, StepContext, side_effect_done
+from kuroko.procedure import Done, NotYet, Outcome, Procedure, StepContext, side_effect_done
+from services.rakuten_mail import ORDER_MAIL_SUBJECTS, normalize_tracking_number, read_order_mail
 
 if TYPE_CHECKING:
-    from bots.ledger import Ledger, Order
-    from bots.settings import Settings
-    from bots.systems import Systems
+    from kuroko.ledger import Ledger, Order
+    from kuroko.settings import Settings
+    from kuroko.systems import Systems
     from pages.rakuten.order_page import RmsOrderView
 
 NAME = "rakuten_sim_order"
@@ -245,7 +245,7 @@ def hand_over_late_mail(systems: Systems, settings: Settings, order: Order, tick
 def hold_unreadable_ticket(ledger: Ledger, systems: Systems, settings: Settings, ticket_id: int,
                            error: UnreadableTicket, now: datetime, *, dry_run: bool) -> str:
     """A ticket the robot cannot read becomes a held work item named after the ticket."""
-    from bots.ledger import OrderState
+    from kuroko.ledger import OrderState
 
     name = f"ticket-{ticket_id}"
     order = ledger.find_order(name, NAME) or ledger.add_order(

@@ -21,7 +21,7 @@ import yaml
 from playwright.sync_api import Locator, Page
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-from bots.errors import PageChanged, SessionExpired, SiteUnavailable
+from kuroko.errors import PageChanged, SessionExpired, SiteUnavailable
 
 SELECTORS_DIR = Path(__file__).resolve().parent.parent / "selectors"
 

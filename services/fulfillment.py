@@ -33,8 +33,8 @@ from sp_api.auth import AccessTokenClient, AccessTokenResponse
 from sp_api.auth.exceptions import AuthorizationError
 from sp_api.base import ApiResponse, SellingApiException
 
-from bots.errors import ApiError, BusinessRuleError, ConfigurationError, SiteUnavailable
-from bots.settings import Settings
+from kuroko.errors import ApiError, BusinessRuleError, ConfigurationError, SiteUnavailable
+from kuroko.settings import Settings
 
 SHIPPING_SPEEDS = ("Standard", "Expedited", "Priority")
 USAGE_PLANS: dict[str, tuple[float, int]] = {

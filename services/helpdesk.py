@@ -11,7 +11,7 @@ operation here may spend at most ``rate_limit_wait_seconds`` (default 90 s: Zend
 minute) waiting like that; beyond it the operation fails with ``ApiError`` code ``429`` and the
 runner's retry with backoff takes over. A 429 without ``Retry-After`` fails at once the same way.
 
-Errors: every refusal from Zendesk becomes ``bots.errors.ApiError`` whose ``code`` is the HTTP
+Errors: every refusal from Zendesk becomes ``kuroko.errors.ApiError`` whose ``code`` is the HTTP
 status (``"401"``, ``"404"``, ``"422"``, ``"429"``, ``"500"`` …; ``"merge_failed"`` and
 ``"merge_pending"`` for merge jobs); connection failures and timeouts become ``SiteUnavailable``.
 Messages name the operation, Zendesk's error and description, and what to do; never a credential.
@@ -35,8 +35,8 @@ from zenpy.lib.api_objects import Comment as ZenpyComment
 from zenpy.lib.api_objects import Ticket as ZenpyTicket
 from zenpy.lib.exception import APIException, RatelimitBudgetExceeded, ZenpyException
 
-from bots.errors import ApiError, ConfigurationError, SiteUnavailable
-from bots.settings import Settings
+from kuroko.errors import ApiError, ConfigurationError, SiteUnavailable
+from kuroko.settings import Settings
 
 ORDER_MAIL_MARK = "[Rakuten Marketplace]"
 UNSOLVED = "status<solved"

@@ -37,17 +37,17 @@ def settings_env(sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPat
     for name, value in sandbox.robot_env().items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("KUROKO_DATA_DIR", str(tmp_path / "data"))
-    from bots.settings import get_settings
+    from kuroko.settings import reload_settings
 
-    get_settings.cache_clear()
+    reload_settings()
     return tmp_path / "data"
 
 
 @pytest.fixture(scope="session")
 def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[str, Any]:
     """pytest-playwright's browser is Debian's Chromium, launched with the project's flags."""
-    from bots.browser import CHROMIUM_FLAGS
-    from bots.settings import Settings
+    from kuroko.browser import CHROMIUM_FLAGS
+    from kuroko.settings import Settings
 
     return {**browser_type_launch_args, "executable_path": str(Settings().browser_path),
             "args": CHROMIUM_FLAGS}

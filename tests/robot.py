@@ -13,11 +13,11 @@ from typing import Any
 
 from conftest import ROOT, Sandbox
 
-from bots.clock import clock_from_url
-from bots.ledger import Ledger, Order
-from bots.runner import PassReport, Runner
-from bots.settings import Settings, get_settings
-from bots.systems import Systems
+from kuroko.clock import clock_from_url
+from kuroko.ledger import Ledger, Order
+from kuroko.runner import PassReport, Runner
+from kuroko.settings import Settings, get_settings, reload_settings
+from kuroko.systems import Systems
 
 ODC = "[Rakuten Marketplace] Order Details Confirmation (automatic email)"
 OC = "[Rakuten Marketplace] Order Confirmation (automatic email)"
@@ -45,13 +45,13 @@ class Robot:
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         """The real `kuroko` command, on the same settings (environment)."""
-        return subprocess.run([sys.executable, "-m", "bots.cli", *args], cwd=ROOT, capture_output=True, text=True,
+        return subprocess.run([sys.executable, "-m", "kuroko.ops.cli", *args], cwd=ROOT, capture_output=True, text=True,
                               env=os.environ.copy(), timeout=300)
 
 
 @contextmanager
 def make_robot(sandbox: Sandbox, **runner_kw: Any) -> Iterator[Robot]:
-    get_settings.cache_clear()
+    reload_settings()
     settings = get_settings()
     ledger = Ledger(settings.ledger_database_url())
     systems = Systems(settings)

@@ -25,7 +25,7 @@ import pytest
 from conftest import Sandbox
 from robot import ODC, Robot, internal_notes, make_robot, mcf_orders, primary_ticket, side_effects, tickets
 
-from bots.settings import get_settings
+from kuroko.settings import get_settings
 
 DATA_SIM = "SIM-DATA-30D-20GB"
 VOICE_SIM = "SIM-VOICE-30D"  # FBA has none: an office shipment

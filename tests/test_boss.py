@@ -16,9 +16,9 @@ import yaml
 from conftest import Sandbox, screenshot_path
 from playwright.sync_api import Dialog, Route
 
-from bots.browser import Browser
-from bots.errors import OrderNotInBoss, PageChanged, SessionExpired, SiteUnavailable
-from bots.settings import Settings
+from kuroko.browser import Browser
+from kuroko.errors import OrderNotInBoss, PageChanged, SessionExpired, SiteUnavailable
+from kuroko.settings import Settings
 from pages.base import SELECTORS_DIR, Selectors
 from pages.boss.order_detail import BossOrderDetail, BossOrderView
 from pages.boss.order_list import BossOrderList

@@ -2,12 +2,12 @@
 day of orders and started again until the day is done; then the sandbox's own records must show
 every side effect at most once per order and every order complete or held with a reason.
 
-The harness runs the real ``kuroko run --once`` (``python -m bots.cli``) as a subprocess with its
-own data directory, on ``sandbox.reset(scenario="day")``, at the moments of bots/demo.py's TIMELINE
+The harness runs the real ``kuroko run --once`` (``python -m kuroko.ops.cli``) as a subprocess with its
+own data directory, on ``sandbox.reset(scenario="day")``, at the moments of kuroko/ops/demo.py's TIMELINE
 (the clock moved between them), playing the office staff for office shipments as the demo does
-(bots/demo.py ``play_office_staff``). Kill points:
+(kuroko/ops/demo.py ``play_office_staff``). Kill points:
 
-- deterministic: ``KUROKO_CRASH_AFTER_ACTIONS=1`` (bots/procedure.py ``side_effect_done``) makes a
+- deterministic: ``KUROKO_CRASH_AFTER_ACTIONS=1`` (kuroko/procedure.py ``side_effect_done``) makes a
   run SIGKILL itself right after its first side effect — an RMS click or mail, the MCF order, the
   BOSS deletion, a Zendesk note, status change, merge or hand-over note — before the ledger has
   recorded it. The next run must find that side effect in the system of record instead of doing
@@ -42,9 +42,9 @@ import pytest
 from conftest import ROOT, Sandbox
 from rich.console import Console
 
-from bots.demo import TIMELINE, play_office_staff
-from bots.ledger import Ledger, OrderState
-from bots.settings import Settings
+from kuroko.ledger import Ledger, OrderState
+from kuroko.ops.demo import TIMELINE, play_office_staff
+from kuroko.settings import Settings
 
 HOOK_LINE = re.compile(r"KUROKO_CRASH_AFTER_ACTIONS: SIGKILL after side effect \d+: (.+)")
 MARKER = re.compile(r"\[kuroko:[^\]]+\]")
@@ -102,7 +102,7 @@ class Day:
         robot_log = self.data_dir / "logs" / "kuroko.jsonl"
         logged_before = robot_log.stat().st_size if robot_log.exists() else 0
         with open(log, "wb") as out:
-            proc = subprocess.Popen([sys.executable, "-m", "bots.cli", "run", "--once"], cwd=ROOT, env=env,
+            proc = subprocess.Popen([sys.executable, "-m", "kuroko.ops.cli", "run", "--once"], cwd=ROOT, env=env,
                                     stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
             killed_from_outside = False
             try:
@@ -349,7 +349,8 @@ def nothing_twice_nothing_lost(day: Day) -> list[str]:
 
 
 def kuroko_status(day: Day) -> str:
-    result = subprocess.run([sys.executable, "-m", "bots.cli", "status"], cwd=ROOT, env=day.env, capture_output=True,
+    result = subprocess.run([sys.executable, "-m", "kuroko.ops.cli", "status"], cwd=ROOT, env=day.env,
+                            capture_output=True,
                             text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     return result.stdout

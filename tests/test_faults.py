@@ -19,12 +19,12 @@ import pytest
 from conftest import Sandbox
 from robot import Robot, internal_notes, mcf_orders, primary_ticket, side_effects, tickets_of
 
-from bots.clock import clock_from_url
-from bots.ledger import Ledger, StepRecord
-from bots.logs import setup_logging
-from bots.runner import Runner
-from bots.settings import get_settings
-from bots.systems import Systems
+from kuroko.clock import clock_from_url
+from kuroko.ledger import Ledger, StepRecord
+from kuroko.logs import setup_logging
+from kuroko.runner import Runner
+from kuroko.settings import get_settings, reload_settings
+from kuroko.systems import Systems
 from services.helpdesk import ZendeskHelpdesk
 
 DATA_SIM = "SIM-DATA-30D-20GB"
@@ -39,7 +39,7 @@ def limits(settings_env: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("KUROKO_MAX_CONSECUTIVE_ERRORS", "2")
     monkeypatch.setenv("KUROKO_NAVIGATION_TIMEOUT_MS", "4000")
     monkeypatch.setenv("KUROKO_ELEMENT_TIMEOUT_MS", "1500")
-    get_settings.cache_clear()
+    reload_settings()
     return settings_env
 
 
@@ -47,7 +47,7 @@ def limits(settings_env: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def robot_on(sandbox: Sandbox, *, zendesk_wait_seconds: int = 90) -> Iterator[Robot]:
     """The robot as `kuroko run` builds it; ``zendesk_wait_seconds`` is how long one Zendesk call may
     wait out 429s (zenpy's rate-limit budget) before the runner's backoff takes over."""
-    get_settings.cache_clear()
+    reload_settings()
     settings = get_settings()
     ledger = Ledger(settings.ledger_database_url())
     systems = Systems(settings, helpdesk=ZendeskHelpdesk(settings, rate_limit_wait_seconds=zendesk_wait_seconds))

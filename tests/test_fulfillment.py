@@ -14,8 +14,8 @@ import pytest
 from conftest import Sandbox
 from pydantic import SecretStr
 
-from bots.errors import ApiError, ApplicationError, BusinessRuleError, SiteUnavailable
-from bots.settings import Settings
+from kuroko.errors import ApiError, ApplicationError, BusinessRuleError, SiteUnavailable
+from kuroko.settings import Settings
 from services.fulfillment import (
     AmazonFulfillment,
     Fulfillment,

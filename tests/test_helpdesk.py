@@ -10,8 +10,8 @@ import pytest
 from conftest import Sandbox
 from pydantic import SecretStr
 
-from bots.errors import ApiError, ConfigurationError, SiteUnavailable
-from bots.settings import Settings
+from kuroko.errors import ApiError, ConfigurationError, SiteUnavailable
+from kuroko.settings import Settings
 from services.helpdesk import Helpdesk, ZendeskHelpdesk
 
 ODC = "[Rakuten Marketplace] Order Details Confirmation (automatic email)"

@@ -16,15 +16,15 @@ from pathlib import Path
 from conftest import ROOT, Sandbox
 from robot import internal_notes, make_robot, mcf_orders, primary_ticket, side_effects
 
-from bots.ledger import Ledger
-from bots.settings import get_settings
+from kuroko.ledger import Ledger
+from kuroko.settings import get_settings
 
 DATA_SIM = "SIM-DATA-30D-20GB"
 ESIM = "ESIM-DATA-7D-5GB"
 
 
 def kuroko(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "bots.cli", *args], cwd=ROOT, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "kuroko.ops.cli", *args], cwd=ROOT, capture_output=True, text=True,
                           env=os.environ.copy(), timeout=timeout)
 
 
@@ -50,7 +50,7 @@ def test_schedule_stops_cleanly_on_sigterm_and_resumes_without_repeating(
     ledger = Ledger(get_settings().ledger_database_url())
 
     def start() -> subprocess.Popen[str]:
-        return subprocess.Popen([sys.executable, "-m", "bots.cli", "schedule", "--file", str(schedule)], cwd=ROOT,
+        return subprocess.Popen([sys.executable, "-m", "kuroko.ops.cli", "schedule", "--file", str(schedule)], cwd=ROOT,
                                 env=os.environ.copy(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
     first = start()
@@ -100,7 +100,7 @@ def test_headed_replay_under_xvfb_does_the_same_work_as_headless(sandbox: Sandbo
 
     plain = kuroko("replay", headless)
     assert plain.returncode == 0, plain.stderr
-    shown = subprocess.run(["xvfb-run", "-a", sys.executable, "-m", "bots.cli", "replay", headed, "--headed",
+    shown = subprocess.run(["xvfb-run", "-a", sys.executable, "-m", "kuroko.ops.cli", "replay", headed, "--headed",
                             "--slow-mo", "40"], cwd=ROOT, capture_output=True, text=True, env=os.environ.copy(),
                            timeout=600)
     assert shown.returncode == 0, shown.stderr

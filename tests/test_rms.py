@@ -1,5 +1,5 @@
 """Rakuten RMS: the sandbox's Japanese back office, clicked through by the page objects in a real
-Chromium (bots/browser.py), and compared with the world's truth through the admin API."""
+Chromium (kuroko/browser.py), and compared with the world's truth through the admin API."""
 
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 from conftest import Sandbox, screenshot_path
 
-from bots.browser import Browser
-from bots.errors import OrderMismatch, PageChanged, SessionExpired, SiteUnavailable, UnknownValue, UnsafeLink
-from bots.settings import Settings
+from kuroko.browser import Browser
+from kuroko.errors import OrderMismatch, PageChanged, SessionExpired, SiteUnavailable, UnknownValue, UnsafeLink
+from kuroko.settings import Settings
 from pages.base import Selectors
 from pages.rakuten.order_page import RmsOrderPage
 from pages.rakuten.site import RmsSite

@@ -12,14 +12,14 @@ from pathlib import Path
 import pytest
 from conftest import ROOT
 
-from bots.ledger import Ledger
+from kuroko.ledger import Ledger
 
 
 @pytest.mark.timeout(1800)  # a whole day: about 3 minutes on a quiet 2-core machine, far more on a busy one
 def test_a_seeded_day_of_fifty_orders_ends_complete_or_held(tmp_path: Path) -> None:
     data = tmp_path / "demo"
     env = {**os.environ, "KUROKO_DATA_DIR": str(data), "COLUMNS": "200"}
-    demo = subprocess.run([sys.executable, "-m", "bots.cli", "demo", "--orders", "50", "--seed", "11",
+    demo = subprocess.run([sys.executable, "-m", "kuroko.ops.cli", "demo", "--orders", "50", "--seed", "11",
                            "--data-dir", str(data)], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=1800)
     # The demo exits non-zero when its ledger and the sandbox's admin API disagree.
@@ -37,7 +37,7 @@ def test_a_seeded_day_of_fifty_orders_ends_complete_or_held(tmp_path: Path) -> N
     paths = {o.path for o in orders if o.state == "done"}
     assert {"in_stock", "mcf", "office"} <= paths
 
-    status = subprocess.run([sys.executable, "-m", "bots.cli", "status"], cwd=ROOT, env=env, capture_output=True,
+    status = subprocess.run([sys.executable, "-m", "kuroko.ops.cli", "status"], cwd=ROOT, env=env, capture_output=True,
                             text=True, timeout=120)
     assert status.returncode == 0, status.stderr
     assert f"{len(orders)} orders" in status.stdout

@@ -12,7 +12,7 @@ from playwright.sync_api import Dialog
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from pydantic import BaseModel
 
-from bots.errors import OrderMismatch, OrderNotInBoss, PageChanged, SessionExpired
+from kuroko.errors import OrderMismatch, OrderNotInBoss, PageChanged, SessionExpired
 from pages.boss.site import BossSite
 
 DELETED = "Deleted"

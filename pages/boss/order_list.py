@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel
 
-from bots.errors import PageChanged
+from kuroko.errors import PageChanged
 from pages.boss.site import BossSite
 
 BOSS_TIMEZONE = ZoneInfo("Asia/Tokyo")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-from bots.errors import SessionExpired
+from kuroko.errors import SessionExpired
 from pages.base import Site
 
 

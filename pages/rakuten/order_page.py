@@ -23,7 +23,7 @@ from playwright.sync_api import Dialog, Locator, Response
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from pydantic import BaseModel
 
-from bots.errors import (
+from kuroko.errors import (
     OrderMismatch,
     PageChanged,
     SessionExpired,

@@ -14,7 +14,7 @@ from loguru import logger
 if TYPE_CHECKING:
     from loguru import Record
 
-    from bots.settings import Settings
+    from kuroko.settings import Settings
 
 REDACTED = "[REDACTED]"
 _secrets: list[str] = []

@@ -18,8 +18,8 @@ from typing import Any
 from playwright.sync_api import Browser as PwBrowser
 from playwright.sync_api import BrowserContext, Page, Playwright, Request, sync_playwright
 
-from bots.errors import ConfigurationError
-from bots.settings import Settings
+from kuroko.errors import ConfigurationError
+from kuroko.settings import Settings
 
 CHROMIUM_FLAGS = [
     "--no-sandbox",

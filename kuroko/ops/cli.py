@@ -15,10 +15,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from bots.clock import clock_from_url
-from bots.errors import ConfigurationError, KurokoError
-from bots.ledger import Ledger, Order, OrderState
-from bots.settings import Settings, get_settings
+from kuroko.clock import clock_from_url
+from kuroko.errors import ConfigurationError, KurokoError
+from kuroko.ledger import Ledger, Order, OrderState
+from kuroko.settings import Settings, get_settings
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Kuroko, the order-desk robot: Rakuten physical-SIM orders through BOSS, RMS, Zendesk "
@@ -57,9 +57,9 @@ def find_order_or_fail(ledger: Ledger, order_number: str) -> Order:
 
 def make_runner(settings: Settings, *, dry_run: bool = False, headed: bool = False, slow_mo: int = 0,
                 trace: str = "retain-on-failure", listener: Any = None, pause_on_error: bool = False) -> Any:
-    from bots.logs import setup_logging
-    from bots.runner import Runner
-    from bots.systems import Systems
+    from kuroko.logs import setup_logging
+    from kuroko.runner import Runner
+    from kuroko.systems import Systems
 
     setup_logging(settings, console=listener is None)
     ledger = open_ledger(settings)
@@ -96,7 +96,7 @@ def run(once: Annotated[bool, typer.Option("--once", help="One pass over the due
         interval: Annotated[float, typer.Option(help="Seconds between passes (without --once).")] = 60,
         trace: Annotated[str, typer.Option(help="retain-on-failure | on | off")] = "retain-on-failure") -> None:
     """Process every due order (once, or polling until Ctrl+C)."""
-    from bots.progress import PassProgress
+    from kuroko.ops.progress import PassProgress
 
     settings = get_settings()
     with PassProgress(console) as progress:
@@ -193,8 +193,8 @@ def show(order_number: str) -> None:
 @app.command()
 def release(order_number: str) -> None:
     """Let a held order go on from the step where it stopped (also removes the hold tag)."""
-    from bots.runner import Runner
-    from bots.systems import Systems
+    from kuroko.runner import Runner
+    from kuroko.systems import Systems
 
     settings = get_settings()
     ledger = open_ledger(settings)
@@ -211,7 +211,7 @@ def ship(order_number: str,
          carrier: Annotated[str, typer.Option(help="RMS shipping company (e.g. 日本郵便) or carrier code.")],
          tracking: Annotated[str, typer.Option(help="The parcel's tracking number.")]) -> None:
     """Give an office shipment its carrier and tracking number; the robot then sends the shipping mail."""
-    from bots.order_mail import normalize_tracking_number
+    from services.rakuten_mail import normalize_tracking_number
 
     settings = get_settings()
     ledger = open_ledger(settings)
@@ -270,7 +270,7 @@ def replay(order_number: str,
 def report(output: Annotated[Path | None, typer.Option("--output", "-o", help="Where to write the HTML.")] = None
            ) -> None:
     """Write one self-contained HTML report of every order, its audit trail and evidence."""
-    from bots.report import write_report
+    from kuroko.ops.report import write_report
 
     settings = get_settings()
     path = write_report(settings, open_ledger(settings), output or settings.data_dir / "report.html")
@@ -280,10 +280,10 @@ def report(output: Annotated[Path | None, typer.Option("--output", "-o", help="W
 @app.command()
 def schedule(file: Annotated[Path | None, typer.Option("--file", help="Schedule TOML.")] = None) -> None:
     """Run unattended: APScheduler runs the jobs in schedules/default.toml until SIGINT/SIGTERM."""
-    from bots.logs import setup_logging
-    from bots.runner import Runner
-    from bots.schedule import DEFAULT_SCHEDULE, run_schedule
-    from bots.systems import Systems
+    from kuroko.logs import setup_logging
+    from kuroko.ops.schedule import DEFAULT_SCHEDULE, run_schedule
+    from kuroko.runner import Runner
+    from kuroko.systems import Systems
 
     settings = get_settings()
     setup_logging(settings)
@@ -328,7 +328,7 @@ def demo(orders: Annotated[int, typer.Option(help="How many orders the seeded da
          data_dir: Annotated[Path, typer.Option(help="Where the demo's ledger and report go.")] = Path("data/demo"),
          ) -> None:
     """Start the sandbox, seed a day, run the robot through it with the clock moving, show the outcome."""
-    from bots.demo import run_demo
+    from kuroko.ops.demo import run_demo
 
     result = run_demo(console, orders=orders, seed=seed, data_dir=data_dir, headed=headed)
     if not result.consistent:

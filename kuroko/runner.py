@@ -28,14 +28,14 @@ from typing import Any
 
 from loguru import logger
 
-from bots.clock import Clock
-from bots.errors import ApplicationError, BusinessRuleError, KurokoError
-from bots.ledger import Ledger, Order, OrderState, StepStatus, wall_now
-from bots.logs import redact
-from bots.procedure import Done, NotYet, Procedure, StepContext, side_effect_done
 from bots.rakuten_sim_order import PROCEDURE, Intake, intake, marker
-from bots.settings import Settings
-from bots.systems import Systems
+from kuroko.clock import Clock
+from kuroko.errors import ApplicationError, BusinessRuleError, KurokoError
+from kuroko.ledger import Ledger, Order, OrderState, StepStatus, wall_now
+from kuroko.logs import redact
+from kuroko.procedure import Done, NotYet, Procedure, StepContext, side_effect_done
+from kuroko.settings import Settings
+from kuroko.systems import Systems
 
 MAX_STEPS_PER_ORDER = 20
 Listener = Callable[[str, dict[str, Any]], None]

@@ -6,17 +6,59 @@ Secrets are ``SecretStr``: they print as ``**********`` and reach a client only 
 
 from __future__ import annotations
 
-from functools import lru_cache
 from pathlib import Path
+from typing import Any, TypeVar
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
-class Settings(BaseSettings):
+class KurokoSettings(BaseSettings):
+    """Base of every settings model: the engine's (``Settings``) and each site's, service's and
+    procedure's own, all read from ``KUROKO_*`` variables and ``.env``. Every subclass is
+    remembered, so that ``secret_values()`` can redact the secrets of all of them."""
+
     model_config = SettingsConfigDict(
         env_prefix="KUROKO_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
     )
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        _models.append(cls)
+
+
+_models: list[type[KurokoSettings]] = []
+_loaded: dict[type[KurokoSettings], KurokoSettings] = {}
+S = TypeVar("S", bound=KurokoSettings)
+
+
+def load(model: type[S]) -> S:
+    """The settings of ``model``, read once per process (``reload_settings()`` reads them again)."""
+    if model not in _loaded:
+        _loaded[model] = model()
+    return _loaded[model]  # type: ignore[return-value]
+
+
+def reload_settings() -> None:
+    """Forget every settings model read so far (tests change the environment between robots)."""
+    _loaded.clear()
+
+
+def secret_values() -> list[str]:
+    """Every configured secret of every settings model known to this process, for redaction."""
+    values: list[str] = []
+    for model in _models:
+        settings = load(model)
+        for name in model.model_fields:
+            value = getattr(settings, name)
+            if isinstance(value, SecretStr) and value.get_secret_value():
+                values.append(value.get_secret_value())
+    return values
+
+
+class Settings(KurokoSettings):
+    """The engine's own settings."""
 
     # --- where the systems are -------------------------------------------------------------
     boss_url: str = "http://127.0.0.1:8101"
@@ -116,6 +158,5 @@ class Settings(BaseSettings):
         return [v for v in values if v]
 
 
-@lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    return Settings()
+    return load(Settings)

@@ -14,8 +14,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from bots.ledger import Ledger
-from bots.settings import Settings
+from kuroko.ledger import Ledger
+from kuroko.settings import Settings
 from sandbox.process import SandboxAdmin, SandboxProcess
 
 TIMELINE: list[tuple[str, dict[str, float]]] = [
@@ -82,12 +82,12 @@ def play_office_staff(ledger: Ledger, admin: SandboxAdmin, console: Console) -> 
 
 def run_demo(console: Console, *, orders: int = 50, seed: int = 20261120, data_dir: Path = Path("data/demo"),
              headed: bool = False) -> DemoResult:
-    from bots.clock import clock_from_url
-    from bots.logs import setup_logging
-    from bots.progress import PassProgress
-    from bots.report import write_report
-    from bots.runner import Runner
-    from bots.systems import Systems
+    from kuroko.clock import clock_from_url
+    from kuroko.logs import setup_logging
+    from kuroko.ops.progress import PassProgress
+    from kuroko.ops.report import write_report
+    from kuroko.runner import Runner
+    from kuroko.systems import Systems
 
     if data_dir.exists():
         shutil.rmtree(data_dir)

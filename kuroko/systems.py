@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from bots.browser import Browser, safe_name
-from bots.errors import UnsafeLink
-from bots.settings import Settings
+from kuroko.browser import Browser, safe_name
+from kuroko.errors import UnsafeLink
+from kuroko.settings import Settings
 
 if TYPE_CHECKING:
     from pages.boss.order_detail import BossOrderDetail

@@ -1,5 +1,5 @@
 """What a procedure is: named steps over one order, each reading the world, deciding, and doing
-at most one side effect. The runner (bots/runner.py) runs them; a procedure module
+at most one side effect. The runner (kuroko/runner.py) runs them; a procedure module
 (bots/rakuten_sim_order.py) defines them.
 
 A step returns ``Done`` (go on with ``next_step``, or finish when it is None) or ``NotYet`` (look
@@ -19,9 +19,9 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
-    from bots.ledger import Ledger, Order
-    from bots.settings import Settings
-    from bots.systems import Systems
+    from kuroko.ledger import Ledger, Order
+    from kuroko.settings import Settings
+    from kuroko.systems import Systems
 
 T = TypeVar("T")
 _side_effects_done = 0

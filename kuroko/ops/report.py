@@ -10,9 +10,9 @@ from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from bots.ledger import Ledger, Order, OrderState
-from bots.logs import redact
-from bots.settings import Settings
+from kuroko.ledger import Ledger, Order, OrderState
+from kuroko.logs import redact
+from kuroko.settings import Settings
 
 STYLE = """
 body{font-family:"Noto Sans CJK JP","Noto Sans",sans-serif;margin:2rem;color:#222;max-width:1200px}

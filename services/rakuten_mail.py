@@ -8,7 +8,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-from bots.errors import UnknownValue, UnreadableTicket
+from kuroko.errors import UnknownValue, UnreadableTicket
 
 ORDER_NUMBER = re.compile(r"(?<![\d-])(\d{6}-\d{8}-\d{10})(?![\d-])")
 """Rakuten's form: shop (6 digits) - date (YYYYMMDD) - 10 digits."""

@@ -20,9 +20,9 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from loguru import logger
 
-from bots.errors import ConfigurationError
+from kuroko.errors import ConfigurationError
 
-DEFAULT_SCHEDULE = Path(__file__).resolve().parent.parent / "schedules" / "default.toml"
+DEFAULT_SCHEDULE = Path(__file__).resolve().parents[2] / "schedules" / "default.toml"
 INTERVAL_KEYS = ("weeks", "days", "hours", "minutes", "seconds")
 CRON_KEYS = ("year", "month", "day", "week", "day_of_week", "hour", "minute", "second")
 BOTS = ("rakuten_sim_order",)

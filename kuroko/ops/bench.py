@@ -21,8 +21,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from bots.ledger import Ledger, Order
-from bots.settings import Settings
+from kuroko.ledger import Ledger, Order
+from kuroko.settings import Settings
 from sandbox.process import SandboxProcess
 
 RESULTS = Path("test-results")
@@ -155,12 +155,12 @@ class PlainProgress:
 def run_bench(console: Console, *, orders: int, seed: int, data_dir: Path) -> dict[str, Any]:
     import shutil
 
-    from bots.clock import clock_from_url
-    from bots.demo import TIMELINE, play_office_staff
-    from bots.logs import setup_logging
-    from bots.progress import PassProgress
-    from bots.runner import Runner
-    from bots.systems import Systems
+    from kuroko.clock import clock_from_url
+    from kuroko.logs import setup_logging
+    from kuroko.ops.demo import TIMELINE, play_office_staff
+    from kuroko.ops.progress import PassProgress
+    from kuroko.runner import Runner
+    from kuroko.systems import Systems
 
     if data_dir.exists():
         shutil.rmtree(data_dir)
