@@ -21,6 +21,8 @@ from datetime import datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
+from pydantic import Field
+
 from kuroko.errors import (
     ApiError,
     ApplicationError,
@@ -33,6 +35,8 @@ from kuroko.errors import (
     UnreadableTicket,
 )
 from kuroko.procedure import Done, NotYet, Outcome, Procedure, StepContext, side_effect_done
+from kuroko.settings import KurokoSettings, load
+from pages.rakuten.settings import RmsSettings
 from services.rakuten_mail import ORDER_MAIL_SUBJECTS, normalize_tracking_number, read_order_mail
 
 if TYPE_CHECKING:
@@ -54,6 +58,37 @@ JAPAN_POST_CARRIERS = {"日本郵便"}
 MCF_GOING = {"NEW", "RECEIVED", "PLANNING", "PROCESSING", "COMPLETE", "COMPLETEPARTIALLED"}
 MCF_STOPPED = {"CANCELLED", "UNFULFILLABLE", "INVALID"}
 """Amazon's FulfillmentOrderStatus values (2020-07-01); any other is a value with no rule."""
+
+
+class RakutenOrderRules(KurokoSettings):
+    """Procedure A's business rules (KUROKO_* settings)."""
+
+    confirmation_wait_minutes: int = 30
+    """How long an order may sit in `Confirmation to be` before it means 'no RSL stock'."""
+    boss_missing_wait_minutes: int = 120
+    """How long an order may be missing from the BOSS list before a person is asked."""
+    slow_delivery_days: int = 2
+    """MCF deliveries promised later than this many days @mention the Japan-office staff member."""
+    japan_office_staff: str = "Japan Office"
+    """Name of the Zendesk user @mentioned on slow deliveries."""
+    shipping_mail_rule: str = "JM"
+    """`JM`, `JS`, or `by-carrier` (Japan Post carriers get JM, the others JS)."""
+    carrier_map: dict[str, str] = Field(
+        default_factory=lambda: {"JAPAN_POST": "日本郵便", "YAMATO": "ヤマト運輸", "SAGAWA": "佐川急便",
+                                 "AMZL_JP": "その他"})
+    """Amazon carrier code → RMS shipping company (RMS offers a fixed list)."""
+    mcf_shipping_speed: str = "Standard"
+    esim_markers: list[str] = Field(default_factory=lambda: ["eSIM", "ESIM-"])
+    """An item whose name or SKU contains one of these is an eSIM."""
+    physical_sim_markers: list[str] = Field(default_factory=lambda: ["物理SIM", "SIM-"])
+    """An item is a physical SIM only when it matches one of these and no eSIM marker."""
+    tracking_check_hours: int = 2
+    completion_wait_days: int = 3
+    """Days after the shipping fields were set before a not-complete RMS order goes to a person."""
+
+
+def rules() -> RakutenOrderRules:
+    return load(RakutenOrderRules)
 
 
 # --- small helpers ---------------------------------------------------------------------------
@@ -105,16 +140,16 @@ def write_note(ctx: StepContext, what: str, body: str, *, status: str | None,
     return False
 
 
-def rms_url(ctx: StepContext) -> str:
+def order_page_url(ctx: StepContext) -> str:
     url = ctx.facts.get("purchase_history_url")
     if url:
         return str(url)
-    path = ctx.settings.rms_order_path.format(order_number=ctx.order_number)
-    return ctx.settings.rms_url.rstrip("/") + path
+    rms = load(RmsSettings)
+    return rms.rms_url.rstrip("/") + rms.rms_order_path.format(order_number=ctx.order_number)
 
 
 def rms_view(ctx: StepContext, *, fresh: bool = False) -> RmsOrderView:
-    view = ctx.systems.rms_order(rms_url(ctx), ctx.order_number, fresh=fresh)
+    view = ctx.systems.rms_order(order_page_url(ctx), ctx.order_number, fresh=fresh)
     if view.order_number != ctx.order_number:
         raise OrderMismatch(
             f"the Purchase History link opened RMS order {view.order_number}, but the ticket is about "
@@ -125,22 +160,22 @@ def rms_view(ctx: StepContext, *, fresh: bool = False) -> RmsOrderView:
 
 def item_kind(settings: Settings, sku: str, name: str) -> str:
     text = f"{sku} {name}"
-    if any(m in text for m in settings.esim_markers):
+    if any(m in text for m in rules().esim_markers):
         return "esim"
-    if any(m in text for m in settings.physical_sim_markers):
+    if any(m in text for m in rules().physical_sim_markers):
         return "physical"
     return "unknown"
 
 
 def shipping_template(settings: Settings, carrier: str) -> str:
-    rule = settings.shipping_mail_rule.upper()
+    rule = rules().shipping_mail_rule.upper()
     if rule == "JM":
         return "shipping_jm"
     if rule == "JS":
         return "shipping_js"
     if rule == "BY-CARRIER":
         return "shipping_jm" if carrier in JAPAN_POST_CARRIERS else "shipping_js"
-    raise UnknownValue(f"KUROKO_SHIPPING_MAIL_RULE is {settings.shipping_mail_rule!r}; use JM, JS or by-carrier")
+    raise UnknownValue(f"KUROKO_SHIPPING_MAIL_RULE is {rules().shipping_mail_rule!r}; use JM, JS or by-carrier")
 
 
 # --- intake (once per pass, before the steps) --------------------------------------------------
@@ -279,11 +314,11 @@ def check_boss(ctx: StepContext) -> Outcome:
     listed = listing.orders.get(ctx.order_number)
     if listed is None:
         since = datetime.fromisoformat(ctx.facts.setdefault("boss_missing_since", ctx.now.isoformat()))
-        wait = timedelta(minutes=ctx.settings.boss_missing_wait_minutes)
+        wait = timedelta(minutes=rules().boss_missing_wait_minutes)
         if ctx.now - since >= wait:
             raise OrderNotInBoss(
                 f"order {ctx.order_number} has not been on the BOSS order list since "
-                f"{local_time(ctx, since)} ({ctx.settings.boss_missing_wait_minutes} minutes)"
+                f"{local_time(ctx, since)} ({rules().boss_missing_wait_minutes} minutes)"
             )
         return NotYet(min(ctx.now + timedelta(minutes=10), since + wait), "not on the BOSS list yet")
     ctx.facts.pop("boss_missing_since", None)
@@ -292,9 +327,9 @@ def check_boss(ctx: StepContext) -> Outcome:
     if listed.state in BOSS_WAITING:
         placed = listed.placed_at or datetime.fromisoformat(ctx.facts["ticket_created_at"])
         ctx.facts["placed_at"] = placed.isoformat()
-        due = placed + timedelta(minutes=ctx.settings.confirmation_wait_minutes)
+        due = placed + timedelta(minutes=rules().confirmation_wait_minutes)
         if ctx.now < due:
-            return NotYet(due, f"BOSS: {listed.state} for less than {ctx.settings.confirmation_wait_minutes} min")
+            return NotYet(due, f"BOSS: {listed.state} for less than {rules().confirmation_wait_minutes} min")
         return Done("verify_physical_sim", detail=f"BOSS: {listed.state} since {local_time(ctx, placed)}: "
                                                   "no RSL stock", path="no_stock")
     if listed.state == BOSS_DELETED and ctx.facts.get("boss_deleted"):
@@ -362,7 +397,7 @@ def mcf_request(ctx: StepContext) -> Any:
         displayable_order_id=ctx.order_number,
         displayable_order_date=placed,
         displayable_order_comment="ご注文ありがとうございます。",
-        shipping_speed=ctx.settings.mcf_shipping_speed,
+        shipping_speed=rules().mcf_shipping_speed,
         address=McfAddress(name=ship_to["name"], address_line1=ship_to["address"], city=ship_to["city"],
                            state_or_region=ship_to["prefecture"], postal_code=ship_to["postal_code"],
                            phone=ship_to.get("phone")),
@@ -377,7 +412,7 @@ def _record_mcf(ctx: StepContext, sfo_id: str, speed: str, arrival: datetime | N
 
     days = delivery_days(ordered_at or ctx.now, arrival, ctx.settings.timezone) if arrival else None
     ctx.facts.update(mcf_id=sfo_id, mcf_speed=speed, promised_arrival=arrival.isoformat() if arrival else None,
-                     delivery_days=days, slow_delivery=bool(days and days > ctx.settings.slow_delivery_days),
+                     delivery_days=days, slow_delivery=bool(days and days > rules().slow_delivery_days),
                      shipment="mcf")
 
 
@@ -420,10 +455,10 @@ def note_fulfillment(ctx: StepContext) -> Outcome:
         return Done("delete_in_boss", detail="office-shipment note", found=found,
                     external_ref=ctx.external_ref)
     slow = bool(ctx.facts.get("slow_delivery"))
-    staff = ctx.settings.japan_office_staff
+    staff = rules().japan_office_staff
     body = (
         ("@" + staff + f" delivery will take {ctx.facts.get('delivery_days')} days (more than "
-         f"{ctx.settings.slow_delivery_days}); please keep an eye on this order.\n\n" if slow else "")
+         f"{rules().slow_delivery_days}); please keep an eye on this order.\n\n" if slow else "")
         + "Thank You email (サンクスメール) sent.\n"
         "FBA information (Amazon MCF):\n"
         f"- MCF order id: {ctx.facts['mcf_id']}\n"
@@ -477,9 +512,9 @@ def wait_for_tracking(ctx: StepContext) -> Outcome:
             raise BusinessRuleError(
                 f"MCF order {order.seller_fulfillment_order_id} has not shipped by its estimated delivery date "
                 f"({local_time(ctx, promised)}): contact Seller Support", code="mcf_late")
-        return NotYet(ctx.now + timedelta(hours=ctx.settings.tracking_check_hours),
+        return NotYet(ctx.now + timedelta(hours=rules().tracking_check_hours),
                       f"MCF order {order.status}: not shipped yet")
-    carrier = ctx.settings.carrier_map.get(package.carrier_code)
+    carrier = rules().carrier_map.get(package.carrier_code)
     if carrier is None:
         raise UnknownValue(f"Amazon's carrier code {package.carrier_code!r} has no RMS shipping company in "
                            "KUROKO_CARRIER_MAP; add it, then release the order")
@@ -533,8 +568,8 @@ def check_completion(ctx: StepContext) -> Outcome:
     view = rms_view(ctx, fresh=True)
     if view.status == RMS_COMPLETE:
         return Done("close_completed", detail="RMS: 完了")
-    if ctx.now - next_day > timedelta(days=ctx.settings.completion_wait_days):
-        raise BusinessRuleError(f"RMS still shows {view.status!r} {ctx.settings.completion_wait_days} days after "
+    if ctx.now - next_day > timedelta(days=rules().completion_wait_days):
+        raise BusinessRuleError(f"RMS still shows {view.status!r} {rules().completion_wait_days} days after "
                                 "the shipping fields were set", code="rms_not_complete")
     return NotYet(ctx.now + timedelta(days=1), f"RMS shows {view.status!r}, not 完了 yet")
 

@@ -18,12 +18,24 @@ if TYPE_CHECKING:
 
 REDACTED = "[REDACTED]"
 _secrets: list[str] = []
+_secrets_seen = [-1]
 _BASIC_AUTH = re.compile(r"(?i)(authorization['\"]?\s*[:=]\s*['\"]?)(basic|bearer)\s+[A-Za-z0-9+/=._|-]+")
+
+
+def _known_secrets() -> list[str]:
+    """Every secret of every settings model read so far (longest first); read again whenever
+    another model has been read (a procedure's or a site's settings come in as they are used)."""
+    from kuroko.settings import generation, secret_values
+
+    if _secrets_seen[0] != generation():
+        _secrets[:] = sorted(set(secret_values()), key=len, reverse=True)
+        _secrets_seen[0] = generation()
+    return _secrets
 
 
 def redact(text: str) -> str:
     """The text with every configured secret, and any Authorization header value, blanked out."""
-    for secret in _secrets:
+    for secret in _known_secrets():
         if secret:
             text = text.replace(secret, REDACTED)
     return _BASIC_AUTH.sub(r"\1\2 " + REDACTED, text)
@@ -55,7 +67,7 @@ class _ToLoguru(logging.Handler):
 
 def setup_logging(settings: Settings, *, verbose: bool = False, console: bool = True) -> Path:
     """Configure loguru once per process; returns the JSON log file's path."""
-    _secrets[:] = sorted(settings.secret_values(), key=len, reverse=True)
+    _secrets_seen[0] = -1
     log_dir = settings.data_dir / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     path = log_dir / "kuroko.jsonl"

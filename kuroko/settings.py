@@ -1,4 +1,5 @@
-"""Kuroko's configuration: one model, read from ``KUROKO_*`` environment variables and ``.env``.
+"""Kuroko's configuration: the engine's settings model and the base of every other one (a site's,
+a service's, a procedure's), all read from ``KUROKO_*`` environment variables and ``.env``.
 
 Secrets are ``SecretStr``: they print as ``**********`` and reach a client only through
 ``get_secret_value()`` at the point of use.
@@ -9,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pydantic import Field, SecretStr
+from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -22,14 +23,21 @@ class KurokoSettings(BaseSettings):
         env_prefix="KUROKO_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
     )
 
+    def own_secrets(self) -> list[str]:
+        """The non-empty secrets of this settings object."""
+        values = (getattr(self, name) for name in type(self).model_fields)
+        return [v.get_secret_value() for v in values if isinstance(v, SecretStr) and v.get_secret_value()]
+
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
         super().__pydantic_init_subclass__(**kwargs)
         _models.append(cls)
+        _generation[0] += 1
 
 
 _models: list[type[KurokoSettings]] = []
 _loaded: dict[type[KurokoSettings], KurokoSettings] = {}
+_generation = [0]
 S = TypeVar("S", bound=KurokoSettings)
 
 
@@ -37,51 +45,32 @@ def load(model: type[S]) -> S:
     """The settings of ``model``, read once per process (``reload_settings()`` reads them again)."""
     if model not in _loaded:
         _loaded[model] = model()
+        _generation[0] += 1
     return _loaded[model]  # type: ignore[return-value]
+
+
+def generation() -> int:
+    """Changes whenever a settings model is defined, read or forgotten (logs re-read secrets then)."""
+    return _generation[0]
 
 
 def reload_settings() -> None:
     """Forget every settings model read so far (tests change the environment between robots)."""
     _loaded.clear()
+    _generation[0] += 1
 
 
 def secret_values() -> list[str]:
     """Every configured secret of every settings model known to this process, for redaction."""
-    values: list[str] = []
-    for model in _models:
-        settings = load(model)
-        for name in model.model_fields:
-            value = getattr(settings, name)
-            if isinstance(value, SecretStr) and value.get_secret_value():
-                values.append(value.get_secret_value())
-    return values
+    return [secret for model in _models for secret in load(model).own_secrets()]
 
 
 class Settings(KurokoSettings):
-    """The engine's own settings."""
+    """The engine's own settings. Each site, service and procedure keeps its own beside it
+    (``pages/boss/settings.py``, ``services/helpdesk.py`` ``ZendeskSettings`` …)."""
 
-    # --- where the systems are -------------------------------------------------------------
-    boss_url: str = "http://127.0.0.1:8101"
-    rms_url: str = "http://127.0.0.1:8102"
-    zendesk_url: str = "http://127.0.0.1:8103"
-    spapi_url: str = "http://127.0.0.1:8104"
-    lwa_url: str = "http://127.0.0.1:8104"
-    """Login with Amazon token endpoint's origin (the sandbox serves it beside SP-API)."""
     clock_url: str | None = "http://127.0.0.1:8100/admin/clock"
     """Where the shared clock is read. Unset (empty) means the machine's own clock."""
-
-    # --- credentials -------------------------------------------------------------------------
-    boss_user: str = "boss-demo"
-    boss_password: SecretStr = SecretStr("boss-demo-password")
-    rms_user: str = "rms-demo"
-    rms_password: SecretStr = SecretStr("rms-demo-password")
-    zendesk_email: str = "robot@kuroko.example"
-    zendesk_token: SecretStr = SecretStr("zendesk-demo-token")
-    lwa_client_id: str = "amzn1.application-oa2-client.kuroko-demo"
-    lwa_client_secret: SecretStr = SecretStr("lwa-demo-client-secret")
-    spapi_refresh_token: SecretStr = SecretStr("Atzr|kuroko-demo-refresh-token")
-    marketplace_id: str = "A1VC38T7YXB528"
-    """Amazon.co.jp."""
 
     # --- the browser -------------------------------------------------------------------------
     browser_path: Path = Path("/usr/bin/chromium")
@@ -89,7 +78,7 @@ class Settings(KurokoSettings):
     slow_mo_ms: int = 0
     navigation_timeout_ms: int = 15_000
     element_timeout_ms: int = 5_000
-    """How long an element of a loaded BOSS or RMS page may take to appear; after that the page
+    """How long an element of a loaded back-office page may take to appear; after that the page
     counts as changed (PageChanged: screenshot, trace, a person)."""
 
     # --- where things are kept ---------------------------------------------------------------
@@ -98,40 +87,16 @@ class Settings(KurokoSettings):
     """Any SQLAlchemy URL; default is a SQLite file in the data directory."""
     timezone: str = "Asia/Tokyo"
 
-    # --- business rules ----------------------------------------------------------------------
-    confirmation_wait_minutes: int = 30
-    """How long an order may sit in `Confirmation to be` before it means 'no RSL stock'."""
-    boss_missing_wait_minutes: int = 120
-    """How long an order may be missing from the BOSS list before a person is asked."""
-    slow_delivery_days: int = 2
-    """MCF deliveries promised later than this many days @mention the Japan-office staff member."""
-    japan_office_staff: str = "Japan Office"
-    """Name of the Zendesk user @mentioned on slow deliveries."""
+    # --- handing over, retrying ----------------------------------------------------------------
     hold_tag: str = "kuroko_hold"
-    shipping_mail_rule: str = "JM"
-    """`JM`, `JS`, or `by-carrier` (Japan Post carriers get JM, the others JS)."""
-    carrier_map: dict[str, str] = Field(
-        default_factory=lambda: {
-            "JAPAN_POST": "日本郵便",
-            "YAMATO": "ヤマト運輸",
-            "SAGAWA": "佐川急便",
-            "AMZL_JP": "その他",
-        }
-    )
-    """Amazon carrier code → RMS shipping company (RMS offers a fixed list)."""
-    mcf_shipping_speed: str = "Standard"
-    rms_order_path: str = "/rms/order/{order_number}"
-    """Where RMS shows an order, for tickets whose Purchase History link is missing."""
-    esim_markers: list[str] = Field(default_factory=lambda: ["eSIM", "ESIM-"])
-    """An item whose name or SKU contains one of these is an eSIM."""
-    physical_sim_markers: list[str] = Field(default_factory=lambda: ["物理SIM", "SIM-"])
-    """An item is a physical SIM only when it matches one of these and no eSIM marker."""
-    tracking_check_hours: int = 2
-    completion_wait_days: int = 3
-    """Days after the shipping fields were set before a not-complete RMS order goes to a person."""
+    """The ticket tag that holds a work item for a person; removing it releases the item."""
     max_attempts: int = 4
+    """Default attempts of a step that fails with an application error (a step's RetryPolicy may say otherwise)."""
     retry_base_seconds: float = 60.0
+    """Default first retry interval; it doubles each attempt up to ``retry_max_seconds``."""
+    retry_max_seconds: float = 3600.0
     max_consecutive_errors: int = 5
+    """A pass stops after this many application errors in a row instead of hammering a broken site."""
 
     # --- testing only ------------------------------------------------------------------------
     crash_after_actions: int | None = None
@@ -142,20 +107,6 @@ class Settings(KurokoSettings):
         if self.ledger_url:
             return self.ledger_url
         return f"sqlite:///{(self.data_dir / 'ledger.sqlite').resolve()}"
-
-    def secret_values(self) -> list[str]:
-        """Every configured secret, for redaction."""
-        values = [
-            v.get_secret_value()
-            for v in (
-                self.boss_password,
-                self.rms_password,
-                self.zendesk_token,
-                self.lwa_client_secret,
-                self.spapi_refresh_token,
-            )
-        ]
-        return [v for v in values if v]
 
 
 def get_settings() -> Settings:

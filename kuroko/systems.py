@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 from kuroko.browser import Browser, safe_name
 from kuroko.errors import UnsafeLink
-from kuroko.settings import Settings
+from kuroko.settings import Settings, load
 
 if TYPE_CHECKING:
     from pages.boss.order_detail import BossOrderDetail
@@ -51,7 +51,7 @@ class Systems:
         if self._helpdesk is None:
             from services.helpdesk import ZendeskHelpdesk
 
-            self._helpdesk = ZendeskHelpdesk(self.settings)
+            self._helpdesk = ZendeskHelpdesk()
         return self._helpdesk
 
     @property
@@ -59,7 +59,7 @@ class Systems:
         if self._fulfillment is None:
             from services.fulfillment import AmazonFulfillment
 
-            self._fulfillment = AmazonFulfillment(self.settings)
+            self._fulfillment = AmazonFulfillment()
         return self._fulfillment
 
     # --- the browser -----------------------------------------------------------------------
@@ -83,16 +83,21 @@ class Systems:
         from pages.boss.site import BossSite
 
         self.last_site = "boss"
-        return BossSite(self.browser.page("boss"), self.settings.boss_url, self.settings.boss_user,
-                        self.settings.boss_password.get_secret_value(),
+        from pages.boss.settings import BossSettings
+
+        boss = load(BossSettings)
+        return BossSite(self.browser.page("boss"), boss.boss_url, boss.boss_user,
+                        boss.boss_password.get_secret_value(),
                         on_login=lambda: self.browser.save_login("boss"))
 
     def _rms_site(self) -> RmsSite:
         from pages.rakuten.site import RmsSite
 
         self.last_site = "rakuten"
-        return RmsSite(self.browser.page("rakuten"), self.settings.rms_url, self.settings.rms_user,
-                       self.settings.rms_password.get_secret_value(),
+        from pages.rakuten.settings import RmsSettings
+
+        rms = load(RmsSettings)
+        return RmsSite(self.browser.page("rakuten"), rms.rms_url, rms.rms_user, rms.rms_password.get_secret_value(),
                        on_login=lambda: self.browser.save_login("rakuten"))
 
     def boss_listing(self) -> BossListing:
@@ -125,7 +130,9 @@ class Systems:
     def rms_order(self, url: str, order_number: str, *, fresh: bool = False) -> RmsOrderView:
         """The RMS order page for ``order_number``: reuses the page already open on it, else opens
         ``url`` (after checking it points at the configured RMS)."""
-        self.check_link(url, self.settings.rms_url)
+        from pages.rakuten.settings import RmsSettings
+
+        self.check_link(url, load(RmsSettings).rms_url)
         cached = self._rms_view
         if not fresh and cached is not None and cached.order_number == order_number:
             return cached

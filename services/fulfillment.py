@@ -27,14 +27,28 @@ from zoneinfo import ZoneInfo
 
 import httpx
 from loguru import logger
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SecretStr
 from sp_api.api import FulfillmentOutbound
 from sp_api.auth import AccessTokenClient, AccessTokenResponse
 from sp_api.auth.exceptions import AuthorizationError
 from sp_api.base import ApiResponse, SellingApiException
 
 from kuroko.errors import ApiError, BusinessRuleError, ConfigurationError, SiteUnavailable
-from kuroko.settings import Settings
+from kuroko.settings import KurokoSettings, load, secret_values
+
+
+class AmazonSettings(KurokoSettings):
+    spapi_url: str = "http://127.0.0.1:8104"
+    lwa_url: str = "http://127.0.0.1:8104"
+    """Login with Amazon token endpoint's origin (the sandbox serves it beside SP-API)."""
+    lwa_client_id: str = "amzn1.application-oa2-client.kuroko-demo"
+    lwa_client_secret: SecretStr = SecretStr("lwa-demo-client-secret")
+    spapi_refresh_token: SecretStr = SecretStr("Atzr|kuroko-demo-refresh-token")
+    marketplace_id: str = "A1VC38T7YXB528"
+    """Amazon.co.jp."""
+    timezone: str = "Asia/Tokyo"
+    """The marketplace's time zone (displayable order dates)."""
+
 
 SHIPPING_SPEEDS = ("Standard", "Expedited", "Priority")
 USAGE_PLANS: dict[str, tuple[float, int]] = {
@@ -296,7 +310,8 @@ T = TypeVar("T")
 class AmazonFulfillment:
     """MCF through python-amazon-sp-api against ``settings.spapi_url`` / ``settings.lwa_url``."""
 
-    def __init__(self, settings: Settings, *, throttle: bool = True) -> None:
+    def __init__(self, settings: AmazonSettings | None = None, *, throttle: bool = True) -> None:
+        settings = settings or load(AmazonSettings)
         self.settings = settings
         self.throttle = throttle
         self._requests = 0
@@ -304,7 +319,7 @@ class AmazonFulfillment:
         if not urlsplit(self._endpoint).netloc:
             raise ConfigurationError(f"KUROKO_SPAPI_URL {settings.spapi_url!r} is not a URL "
                                      "(e.g. https://sellingpartnerapi-fe.amazon.com)")
-        self._secrets = [s for s in settings.secret_values() if len(s) >= 4]
+        self._secrets = [s for s in {*secret_values(), *settings.own_secrets()} if len(s) >= 4]
         self._token_class = token_client_class(settings.lwa_url, on_request=self._count)
         marketplace = SimpleNamespace(endpoint=self._endpoint, marketplace_id=settings.marketplace_id,
                                       region="us-west-2")

@@ -28,7 +28,7 @@ from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 import requests
-from pydantic import BaseModel
+from pydantic import BaseModel, SecretStr
 from requests.adapters import HTTPAdapter
 from zenpy import Zenpy
 from zenpy.lib.api_objects import Comment as ZenpyComment
@@ -36,7 +36,16 @@ from zenpy.lib.api_objects import Ticket as ZenpyTicket
 from zenpy.lib.exception import APIException, RatelimitBudgetExceeded, ZenpyException
 
 from kuroko.errors import ApiError, ConfigurationError, SiteUnavailable
-from kuroko.settings import Settings
+from kuroko.settings import KurokoSettings, load, secret_values
+
+
+class ZendeskSettings(KurokoSettings):
+    zendesk_url: str = "http://127.0.0.1:8103"
+    """The Zendesk account (https://<subdomain>.zendesk.com) or the sandbox."""
+    zendesk_email: str = "robot@kuroko.example"
+    """The robot's own agent: notes are written, and hand-over tickets requested, as this user."""
+    zendesk_token: SecretStr = SecretStr("zendesk-demo-token")
+
 
 ORDER_MAIL_MARK = "[Rakuten Marketplace]"
 UNSOLVED = "status<solved"
@@ -147,8 +156,9 @@ def _oldest_first(tickets: Iterable[TicketView]) -> list[TicketView]:
 class ZendeskHelpdesk:
     """``Helpdesk`` over zenpy. Not shared between threads."""
 
-    def __init__(self, settings: Settings, *, rate_limit_wait_seconds: int = 90,
+    def __init__(self, settings: ZendeskSettings | None = None, *, rate_limit_wait_seconds: int = 90,
                  merge_wait_seconds: float = 30.0, timeout_seconds: float = 30.0) -> None:
+        settings = settings or load(ZendeskSettings)
         self._settings = settings
         self.rate_limit_wait_seconds = rate_limit_wait_seconds
         self.merge_wait_seconds = merge_wait_seconds
@@ -232,7 +242,7 @@ class ZendeskHelpdesk:
         return ApiError(self._redact(message), code=str(status or "error"))
 
     def _redact(self, text: str) -> str:
-        for secret in self._settings.secret_values():
+        for secret in {*secret_values(), *self._settings.own_secrets()}:
             text = text.replace(secret, "***")
         return text
 

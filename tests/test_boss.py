@@ -22,12 +22,17 @@ from kuroko.settings import Settings
 from pages.base import SELECTORS_DIR, Selectors
 from pages.boss.order_detail import BossOrderDetail, BossOrderView
 from pages.boss.order_list import BossOrderList
+from pages.boss.settings import BossSettings
 from pages.boss.site import BossSite
 
 SIM = "SIM-DATA-30D-20GB"
 SIM_90 = "SIM-DATA-90D-50GB"
 UNKNOWN = "381234-20261120-0000000000"
 SECTIONS = ["New Order", "Confirmation to be", "Shipping in Progress", "Shipped", "Deleted", "Cancelled"]
+
+
+BOSS: list[BossSettings] = []
+"""Where the module's BOSS is (set by the ``chromium`` fixture)."""
 
 
 @dataclass
@@ -38,7 +43,7 @@ class Boss:
     detail: BossOrderDetail
 
     def site_with(self, password: str) -> BossSite:
-        settings = self.browser.settings
+        settings = BOSS[0]
         return BossSite(self.browser.page("boss"), settings.boss_url, settings.boss_user, password,
                         on_login=lambda: self.browser.save_login("boss"))
 
@@ -51,7 +56,8 @@ class Boss:
 @pytest.fixture(scope="module")
 def chromium(sandbox_process: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
     """One Chromium for the module (launching it is the slow part); each test gets a fresh context."""
-    settings = Settings(boss_url=sandbox_process.urls["boss"], data_dir=tmp_path_factory.mktemp("boss-data"))
+    BOSS[:] = [BossSettings(boss_url=sandbox_process.urls["boss"])]
+    settings = Settings(data_dir=tmp_path_factory.mktemp("boss-data"))
     with Browser(settings, tracing=False) as browser:
         yield browser
 
@@ -59,7 +65,7 @@ def chromium(sandbox_process: Sandbox, tmp_path_factory: pytest.TempPathFactory)
 @pytest.fixture
 def boss(chromium: Browser, sandbox: Sandbox, tmp_path: Path) -> Iterator[Boss]:
     chromium.sessions_dir = tmp_path / "sessions"
-    settings = chromium.settings
+    settings = BOSS[0]
     site = BossSite(chromium.page("boss"), settings.boss_url, settings.boss_user,
                     settings.boss_password.get_secret_value(), on_login=lambda: chromium.save_login("boss"))
     try:
@@ -312,7 +318,7 @@ def test_server_errors_are_reported_as_site_unavailable(boss: Boss, sandbox: San
 
 def test_forms_need_a_session_and_a_valid_csrf_token(sandbox: Sandbox) -> None:
     number = sandbox.place_order([SIM])["order_number"]
-    settings = Settings()
+    settings = BossSettings()
     with httpx.Client(base_url=sandbox.urls["boss"]) as http:
         r = http.get(f"/orders/{number}")
         assert (r.status_code, r.headers["location"]) == (303, f"/login?next=/orders/{number}")

@@ -88,8 +88,7 @@ class Day:
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("KUROKO_")}
         self.env.update(self.sandbox.robot_env())
         self.env["KUROKO_DATA_DIR"] = str(self.data_dir)
-        self.settings = Settings(data_dir=self.data_dir, **{
-            k.removeprefix("KUROKO_").lower(): v for k, v in self.sandbox.robot_env().items()})
+        self.settings = Settings(data_dir=self.data_dir, clock_url=self.sandbox.robot_env()["KUROKO_CLOCK_URL"])
 
     # --- one run ---------------------------------------------------------------------------
     def run(self, *, crash_after: int | None = None, kill_after: float | None = None) -> Run:

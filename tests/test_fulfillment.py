@@ -15,9 +15,9 @@ from conftest import Sandbox
 from pydantic import SecretStr
 
 from kuroko.errors import ApiError, ApplicationError, BusinessRuleError, SiteUnavailable
-from kuroko.settings import Settings
 from services.fulfillment import (
     AmazonFulfillment,
+    AmazonSettings,
     Fulfillment,
     FulfillmentOrderExists,
     McfAddress,
@@ -40,9 +40,9 @@ NAHA = McfAddress(name="比嘉 さくら", address_line1="泉崎1-2-2", city="�
                   postal_code="900-0021")
 
 
-def settings_for(sandbox: Sandbox, **override: object) -> Settings:
+def settings_for(sandbox: Sandbox, **override: object) -> AmazonSettings:
     values: dict[str, Any] = {"spapi_url": sandbox.urls["spapi"], "lwa_url": sandbox.urls["spapi"], **override}
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    return AmazonSettings(_env_file=None, **values)  # type: ignore[call-arg]
 
 
 def mcf(sandbox: Sandbox, **override: object) -> AmazonFulfillment:

@@ -11,8 +11,7 @@ from conftest import Sandbox
 from pydantic import SecretStr
 
 from kuroko.errors import ApiError, ConfigurationError, SiteUnavailable
-from kuroko.settings import Settings
-from services.helpdesk import Helpdesk, ZendeskHelpdesk
+from services.helpdesk import Helpdesk, ZendeskHelpdesk, ZendeskSettings
 
 ODC = "[Rakuten Marketplace] Order Details Confirmation (automatic email)"
 OC = "[Rakuten Marketplace] Order Confirmation (automatic email)"
@@ -20,7 +19,7 @@ OC = "[Rakuten Marketplace] Order Confirmation (automatic email)"
 
 @pytest.fixture
 def desk(settings_env: Path) -> Helpdesk:
-    return ZendeskHelpdesk(Settings())
+    return ZendeskHelpdesk(ZendeskSettings())
 
 
 def zendesk_state(sandbox: Sandbox) -> dict[int, dict[str, Any]]:
@@ -139,14 +138,14 @@ def test_user_lookup_for_mentions(sandbox: Sandbox, desk: Helpdesk) -> None:
 
 
 def test_refusals_become_api_errors_without_the_token(sandbox: Sandbox, settings_env: Path) -> None:
-    wrong = ZendeskHelpdesk(Settings(zendesk_token=SecretStr("s3cret-wrong-token")))
+    wrong = ZendeskHelpdesk(ZendeskSettings(zendesk_token=SecretStr("s3cret-wrong-token")))
     with pytest.raises(ApiError) as refused:
         wrong.order_mail_tickets()
     assert refused.value.code == "401"
     assert "KUROKO_ZENDESK_TOKEN" in refused.value.message
     assert "s3cret-wrong-token" not in str(refused.value)
 
-    desk = ZendeskHelpdesk(Settings())
+    desk = ZendeskHelpdesk(ZendeskSettings())
     with pytest.raises(ApiError) as missing:
         desk.ticket(99)
     assert missing.value.code == "404" and "RecordNotFound" in missing.value.message
@@ -154,9 +153,9 @@ def test_refusals_become_api_errors_without_the_token(sandbox: Sandbox, settings
 
 def test_configuration_is_checked_before_any_request(settings_env: Path) -> None:
     with pytest.raises(ConfigurationError):
-        ZendeskHelpdesk(Settings(zendesk_url="not a url"))
+        ZendeskHelpdesk(ZendeskSettings(zendesk_url="not a url"))
     with pytest.raises(ConfigurationError):
-        ZendeskHelpdesk(Settings(zendesk_token=SecretStr("")))
+        ZendeskHelpdesk(ZendeskSettings(zendesk_token=SecretStr("")))
 
 
 def test_a_429_is_waited_out_and_every_request_is_counted(sandbox: Sandbox, desk: Helpdesk) -> None:
@@ -171,7 +170,7 @@ def test_a_429_is_waited_out_and_every_request_is_counted(sandbox: Sandbox, desk
 
 
 def test_quota_beyond_the_wait_budget_fails_as_api_error(sandbox: Sandbox, settings_env: Path) -> None:
-    desk = ZendeskHelpdesk(Settings(), rate_limit_wait_seconds=1)
+    desk = ZendeskHelpdesk(ZendeskSettings(), rate_limit_wait_seconds=1)
     sandbox.post("/admin/zendesk/settings", {"rate_limit": 1, "rate_window_seconds": 60})
     desk.order_mail_tickets()
     with pytest.raises(ApiError) as limited:
@@ -185,6 +184,6 @@ def test_server_errors_and_unreachable_zendesk_are_application_errors(sandbox: S
     with pytest.raises(ApiError) as broken:
         desk.order_mail_tickets()
     assert broken.value.code == "500" and "tried again" in broken.value.message
-    gone = ZendeskHelpdesk(Settings(zendesk_url="http://127.0.0.1:9"))
+    gone = ZendeskHelpdesk(ZendeskSettings(zendesk_url="http://127.0.0.1:9"))
     with pytest.raises(SiteUnavailable):
         gone.ticket(1)

@@ -22,6 +22,8 @@ from robot import (
     tickets_of,
 )
 
+from bots.rakuten_sim_order import rules
+
 DATA_SIM = "SIM-DATA-30D-20GB"
 VOICE_SIM = "SIM-VOICE-30D"  # FBA has none of it in the 'stocked' world: MCF cannot ship
 ESIM = "ESIM-DATA-30D-20GB"
@@ -93,7 +95,7 @@ def test_no_stock_mcf_within_two_days_end_to_end(robot: Robot, sandbox: Sandbox)
     fields = shipping[0]["fields"]
     assert fields["order_number"] == number
     assert fields["tracking_number"] == package["tracking_number"]
-    assert fields["carrier"] == robot.settings.carrier_map[package["carrier_code"]]
+    assert fields["carrier"] == rules().carrier_map[package["carrier_code"]]
     assert fields["ship_date"]
     assert world["shipping"]["tracking_number"] == package["tracking_number"]
     assert world["shipping"]["company"] == fields["carrier"]
@@ -114,7 +116,7 @@ def test_no_stock_mcf_slower_than_two_days_mentions_the_japan_office(robot: Robo
     robot.run_pass()
     ticket = primary_ticket(sandbox, number)
     note = next(n for n in internal_notes(ticket) if "FBA information" in n)
-    assert note.startswith("@" + robot.settings.japan_office_staff)
+    assert note.startswith("@" + rules().japan_office_staff)
     assert ticket["status"] == "open"
     assert len(mcf_orders(sandbox)) == 1
     assert sandbox.order(number)["boss_state"] == "Deleted"

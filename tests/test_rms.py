@@ -21,6 +21,7 @@ from kuroko.errors import OrderMismatch, PageChanged, SessionExpired, SiteUnavai
 from kuroko.settings import Settings
 from pages.base import Selectors
 from pages.rakuten.order_page import RmsOrderPage
+from pages.rakuten.settings import RmsSettings
 from pages.rakuten.site import RmsSite
 
 OC = "[Rakuten Marketplace] Order Confirmation (automatic email)"
@@ -49,8 +50,12 @@ class Rms:
         self.site.page.screenshot(path=str(screenshot_path(name)), full_page=True)
 
 
+RMS: list[RmsSettings] = []
+"""Where the module's RMS is (set by the ``shared_browser`` fixture)."""
+
+
 def make_rms(browser: Browser, sandbox: Sandbox, password: str | None = None) -> Rms:
-    settings = browser.settings
+    settings = RMS[0]
     rms = Rms(browser=browser, site=None, page=None, sandbox=sandbox)  # type: ignore[arg-type]
 
     def saved() -> None:
@@ -67,7 +72,8 @@ def make_rms(browser: Browser, sandbox: Sandbox, password: str | None = None) ->
 @pytest.fixture(scope="module")
 def shared_browser(sandbox_process: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
     """One Chromium for the module (starting one costs seconds on a busy machine)."""
-    settings = Settings(rms_url=sandbox_process.urls["rms"], data_dir=tmp_path_factory.mktemp("rms-data"))
+    RMS[:] = [RmsSettings(rms_url=sandbox_process.urls["rms"])]
+    settings = Settings(data_dir=tmp_path_factory.mktemp("rms-data"))
     with Browser(settings, tracing=False) as b:
         yield b
 

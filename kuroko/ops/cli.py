@@ -211,16 +211,18 @@ def ship(order_number: str,
          carrier: Annotated[str, typer.Option(help="RMS shipping company (e.g. 日本郵便) or carrier code.")],
          tracking: Annotated[str, typer.Option(help="The parcel's tracking number.")]) -> None:
     """Give an office shipment its carrier and tracking number; the robot then sends the shipping mail."""
+    from bots.rakuten_sim_order import rules as order_rules
     from services.rakuten_mail import normalize_tracking_number
 
+    rules = order_rules()
     settings = get_settings()
     ledger = open_ledger(settings)
     order = find_order_or_fail(ledger, order_number)
     if order.facts.get("shipment") != "office":
         fail(f"order {order_number} is not an office shipment (Amazon ships it).")
-    rms_carrier = settings.carrier_map.get(carrier, carrier)
-    if rms_carrier not in set(settings.carrier_map.values()):
-        fail(f"unknown carrier {carrier!r}; use one of: {', '.join(sorted(set(settings.carrier_map.values())))}")
+    rms_carrier = rules.carrier_map.get(carrier, carrier)
+    if rms_carrier not in set(rules.carrier_map.values()):
+        fail(f"unknown carrier {carrier!r}; use one of: {', '.join(sorted(set(rules.carrier_map.values())))}")
     try:
         number = normalize_tracking_number(tracking)
     except KurokoError as exc:
