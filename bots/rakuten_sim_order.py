@@ -16,33 +16,34 @@ from __future__ import annotations
 
 import contextlib
 from collections import defaultdict
-from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from zoneinfo import ZoneInfo
 
+import typer
 from pydantic import Field
 
 from kuroko.errors import (
     ApiError,
-    ApplicationError,
     BusinessRuleError,
-    NotPhysicalSim,
+    KurokoError,
     OrderMismatch,
-    OrderNotInBoss,
     PageChanged,
     UnknownValue,
-    UnreadableTicket,
 )
-from kuroko.procedure import Done, NotYet, Outcome, Procedure, StepContext, side_effect_done
+from kuroko.handover import marker
+from kuroko.procedure import DeskContext, Done, IntakeContext, NotYet, Outcome, Procedure, StepContext
 from kuroko.settings import KurokoSettings, load
-from pages.rakuten.settings import RmsSettings
-from services.rakuten_mail import ORDER_MAIL_SUBJECTS, normalize_tracking_number, read_order_mail
+from pages.boss.connection import BOSS
+from pages.boss.order_detail import OrderNotInBoss
+from pages.rakuten.connection import RMS
+from services.fulfillment import FULFILLMENT
+from services.helpdesk import HELPDESK
+from services.rakuten_mail import ORDER_MAIL_SUBJECTS, UnreadableTicket, normalize_tracking_number, read_order_mail
 
 if TYPE_CHECKING:
-    from kuroko.ledger import Ledger, Order
-    from kuroko.settings import Settings
-    from kuroko.systems import Systems
+    from kuroko.connections import Connections
+    from kuroko.ledger import WorkItem
     from pages.rakuten.order_page import RmsOrderView
 
 NAME = "rakuten_sim_order"
@@ -91,12 +92,17 @@ def rules() -> RakutenOrderRules:
     return load(RakutenOrderRules)
 
 
+class NotPhysicalSim(BusinessRuleError):
+    """An eSIM or mixed order: this procedure ships physical SIMs only."""
+
+    code = "not_physical_sim"
+
+
+procedure = Procedure(NAME, title="Rakuten physical-SIM order", item_label="Rakuten order", desk=HELPDESK)
+procedure.forget_on_release = ("boss_missing_since",)
+
+
 # --- small helpers ---------------------------------------------------------------------------
-def marker(order_number: str, what: str) -> str:
-    """The small tag at the end of each robot note: how a later run recognises its own note."""
-    return f"[kuroko:{order_number}:{what}]"
-
-
 def tz(ctx: StepContext) -> ZoneInfo:
     return ZoneInfo(ctx.settings.timezone)
 
@@ -110,29 +116,29 @@ def local_time(ctx: StepContext, moment: datetime | None) -> str:
 
 
 def note_exists(ctx: StepContext, tag: str) -> bool:
-    return any(tag in c.body for c in ctx.systems.helpdesk.comments(ctx.ticket_id))
+    return any(tag in c.body for c in ctx.use(HELPDESK).comments(ctx.ticket_id))
 
 
 def write_note(ctx: StepContext, what: str, body: str, *, status: str | None,
                add_tags: tuple[str, ...] = (), mention: str | None = None) -> bool:
     """Write the robot's note once. True when a note with this marker was already there (then
     only the status is put right)."""
-    tag = marker(ctx.order_number, what)
+    tag = marker(ctx.key, what)
     if note_exists(ctx, tag):
-        ticket = ctx.systems.helpdesk.ticket(ctx.ticket_id)
+        ticket = ctx.use(HELPDESK).ticket(ctx.ticket_id)
         if status is not None and ticket.status != status:
-            ctx.act("zendesk", "set_status", lambda: ctx.systems.helpdesk.set_status(ctx.ticket_id, status),
+            ctx.act("zendesk", "set_status", lambda: ctx.use(HELPDESK).set_status(ctx.ticket_id, status),
                     status=status)
         return True
     mention_ids: list[int] = []
     if mention:
-        user_id = ctx.systems.helpdesk.user_id(mention)
+        user_id = ctx.use(HELPDESK).user_id(mention)
         if user_id is None:
             raise UnknownValue(f"no Zendesk user named {mention!r} to @mention (KUROKO_JAPAN_OFFICE_STAFF)")
         mention_ids = [user_id]
     comment_id = ctx.act(
         "zendesk", f"note_{what}",
-        lambda: ctx.systems.helpdesk.add_internal_note(ctx.ticket_id, f"{body}\n\n{tag}", status=status,
+        lambda: ctx.use(HELPDESK).add_internal_note(ctx.ticket_id, f"{body}\n\n{tag}", status=status,
                                                        add_tags=add_tags, mention_user_ids=mention_ids),
         ticket=ctx.ticket_id, status=status,
     )
@@ -144,21 +150,20 @@ def order_page_url(ctx: StepContext) -> str:
     url = ctx.facts.get("purchase_history_url")
     if url:
         return str(url)
-    rms = load(RmsSettings)
-    return rms.rms_url.rstrip("/") + rms.rms_order_path.format(order_number=ctx.order_number)
+    return ctx.use(RMS).order_url(ctx.key)
 
 
 def rms_view(ctx: StepContext, *, fresh: bool = False) -> RmsOrderView:
-    view = ctx.systems.rms_order(order_page_url(ctx), ctx.order_number, fresh=fresh)
-    if view.order_number != ctx.order_number:
+    view = ctx.use(RMS).order(order_page_url(ctx), ctx.key, fresh=fresh)
+    if view.order_number != ctx.key:
         raise OrderMismatch(
             f"the Purchase History link opened RMS order {view.order_number}, but the ticket is about "
-            f"{ctx.order_number}; nothing was clicked"
+            f"{ctx.key}; nothing was clicked"
         )
     return view
 
 
-def item_kind(settings: Settings, sku: str, name: str) -> str:
+def item_kind(sku: str, name: str) -> str:
     text = f"{sku} {name}"
     if any(m in text for m in rules().esim_markers):
         return "esim"
@@ -167,7 +172,7 @@ def item_kind(settings: Settings, sku: str, name: str) -> str:
     return "unknown"
 
 
-def shipping_template(settings: Settings, carrier: str) -> str:
+def shipping_template(carrier: str) -> str:
     rule = rules().shipping_mail_rule.upper()
     if rule == "JM":
         return "shipping_jm"
@@ -179,116 +184,93 @@ def shipping_template(settings: Settings, carrier: str) -> str:
 
 
 # --- intake (once per pass, before the steps) --------------------------------------------------
-@dataclass
-class Intake:
-    """What one intake did, and what it could not do yet (tried again at the next pass)."""
-
-    done: list[str] = field(default_factory=list)
-    failed: list[str] = field(default_factory=list)
-
-
-def intake(ledger: Ledger, systems: Systems, settings: Settings, now: datetime, *,
-           dry_run: bool = False) -> Intake:
-    """Take in the new Rakuten order tickets: one order per order number, later tickets merged
+@procedure.intake
+def take_in(ctx: IntakeContext) -> None:
+    """Take in the new Rakuten order tickets: one item per order number, later tickets merged
     into the earliest. Unreadable tickets are handed to a person. One order's failure (Zendesk
     refusing a merge) does not keep the other orders out."""
-    helpdesk = systems.helpdesk
-    known = ledger.known_ticket_ids()
+    helpdesk = ctx.use(HELPDESK)
+    known = ctx.ledger.known_ticket_ids()
     new = [t for t in helpdesk.order_mail_tickets()
            if t.id not in known and any(s in t.subject for s in ORDER_MAIL_SUBJECTS)]
-    result = Intake()
     by_order: dict[str, list[Any]] = defaultdict(list)
     links: dict[str, str | None] = {}
     for ticket in sorted(new, key=lambda t: (t.created_at, t.id)):
         try:
             mail = read_order_mail(ticket.subject, ticket.description)
         except UnreadableTicket as exc:
-            result.done.append(hold_unreadable_ticket(ledger, systems, settings, ticket.id, exc, now,
-                                                      dry_run=dry_run))
+            ctx.taken_in.append(hold_unreadable_ticket(ctx, ticket.id, exc))
             continue
         by_order[mail.order_number].append(ticket)
         links.setdefault(mail.order_number, mail.purchase_history_url)
     for number, tickets in by_order.items():
-        order = ledger.find_order(number, NAME)
-        if order is None:
-            primary, later = tickets[0], tickets[1:]
-            facts = {"purchase_history_url": links[number], "ticket_created_at": primary.created_at.isoformat()}
-            order = ledger.add_order(procedure=NAME, order_number=number, ticket_id=primary.id,
-                                     step=PROCEDURE.first_step, due=now, now=now, facts=facts)
-            ledger.add_ticket(primary.id, order.id, "primary", now)
-            ledger.audit(order_id=order.id, at=now, actor="robot", system="kuroko", action="order_taken_in",
-                         detail={"ticket": primary.id})
-            result.done.append(f"{number}: taken in from ticket {primary.id}")
+        primary, later = tickets[0], tickets[1:]
+        facts = {"purchase_history_url": links[number], "ticket_created_at": primary.created_at.isoformat()}
+        item = ctx.take_in(number, ticket_id=primary.id, facts=facts)
+        if item is not None:
+            ctx.ledger.add_ticket(primary.id, item.id, "primary", ctx.now)
+            ctx.taken_in.append(f"{number}: taken in from ticket {primary.id}")
         else:
-            # The order's own ticket is never merged into itself: a run stopped between writing the
-            # order and its ticket record finds that ticket 'new' here again.
-            later = [t for t in tickets if t.id != order.ticket_id]
-            if len(later) < len(tickets) and order.ticket_id is not None:
-                ledger.add_ticket(order.ticket_id, order.id, "primary", now)
-        if later and order.ticket_id is not None:
+            found = ctx.ledger.find_item(number, NAME)
+            if found is None:
+                continue
+            item = found
+            # The item's own ticket is never merged into itself: a run stopped between writing the
+            # item and its ticket record finds that ticket 'new' here again.
+            later = [t for t in tickets if t.id != item.ticket_id]
+            if len(later) < len(tickets) and item.ticket_id is not None:
+                ctx.ledger.add_ticket(item.ticket_id, item.id, "primary", ctx.now)
+        if later and item.ticket_id is not None:
             try:
-                result.done.append(merge_later_mails(ledger, systems, settings, order, [t.id for t in later], now,
-                                                     dry_run=dry_run))
-            except ApplicationError as exc:
-                result.failed.append(f"{number}: {exc.message}")
-    return result
+                ctx.taken_in.append(merge_later_mails(ctx, item, [t.id for t in later]))
+            except KurokoError as exc:
+                ctx.failed.append(f"{number}: {exc.message}")
 
 
-def merge_later_mails(ledger: Ledger, systems: Systems, settings: Settings, order: Order, sources: list[int],
-                      now: datetime, *, dry_run: bool) -> str:
+def merge_later_mails(ctx: IntakeContext, item: WorkItem, sources: list[int]) -> str:
     """Merge later mails for a known order into its ticket. Zendesk cannot merge into a closed
     ticket (solved tickets close after some days): then each late mail goes to a person."""
-    assert order.ticket_id is not None
-    helpdesk, number, target = systems.helpdesk, order.order_number, order.ticket_id
-    actor = "robot (dry run)" if dry_run else "robot"
+    assert item.ticket_id is not None
+    helpdesk, number, target = ctx.use(HELPDESK), item.key, item.ticket_id
     if helpdesk.ticket(target).status == "closed":
         for source in sources:
-            if not dry_run:
-                hand_over_late_mail(systems, settings, order, source)
-                side_effect_done(settings, f"zendesk hand_to_person for late mail {source} of {number}")
-                ledger.add_ticket(source, order.id, "late", now)
-            ledger.audit(order_id=order.id, at=now, actor=actor, system="zendesk", action="hand_to_person",
-                         detail={"ticket": source, "reason": f"late mail; ticket #{target} is closed"})
+            hand_over_late_mail(ctx, item, source)
+            if not ctx.dry_run:
+                ctx.ledger.add_ticket(source, item.id, "late", ctx.now)
         return f"{number}: {sources} handed to a person (ticket #{target} is closed, nothing to merge into)"
     note = f"Merged into #{target}: another automatic mail for Rakuten order {number}."
-    if not dry_run:
-        helpdesk.merge(target, sources, note=note)
-        side_effect_done(settings, f"zendesk merge_tickets {sources} into {target} for {number}")
+    ctx.act("zendesk", "merge_tickets", lambda: helpdesk.merge(target, sources, note=note), item=item,
+            target=target, sources=sources)
+    if not ctx.dry_run:
         for source in sources:
-            ledger.add_ticket(source, order.id, "merged", now)
-    ledger.audit(order_id=order.id, at=now, actor=actor, system="zendesk", action="merge_tickets",
-                 detail={"target": target, "sources": sources})
-    return f"{number}: {'would merge' if dry_run else 'merged'} tickets {sources} into {target}"
+            ctx.ledger.add_ticket(source, item.id, "merged", ctx.now)
+    return f"{number}: {'would merge' if ctx.dry_run else 'merged'} tickets {sources} into {target}"
 
 
-def hand_over_late_mail(systems: Systems, settings: Settings, order: Order, ticket_id: int) -> None:
+def hand_over_late_mail(ctx: IntakeContext, item: WorkItem, ticket_id: int) -> None:
     """A note on the late mail's own ticket (once: its marker is looked for first)."""
-    tag = marker(order.order_number, f"late-{ticket_id}")
-    helpdesk = systems.helpdesk
+    tag = marker(item.key, f"late-{ticket_id}")
+    helpdesk = ctx.use(HELPDESK)
     if any(tag in c.body for c in helpdesk.comments(ticket_id)):
         return
-    where = {"done": "finished", "held": "waiting for a person"}.get(order.state, f"at step {order.step}")
+    where = {"done": "finished", "held": "waiting for a person"}.get(item.state, f"at step {item.step}")
     body = (
-        f"Another automatic mail for Rakuten order {order.order_number}. The order's ticket #{order.ticket_id} "
+        f"Another automatic mail for Rakuten order {item.key}. The order's ticket #{item.ticket_id} "
         "is closed, and Zendesk cannot merge into a closed ticket.\n"
         f"Kuroko's record of this order: {where}. Nothing was done for this mail.\n"
         "Needed: look at the order in RMS; if nothing more is needed, solve this ticket."
     )
-    helpdesk.add_internal_note(ticket_id, f"{body}\n\n{tag}", status="open", add_tags=[settings.hold_tag])
+    ctx.act("zendesk", "hand_to_person",
+            lambda: helpdesk.add_internal_note(ticket_id, f"{body}\n\n{tag}", status="open",
+                                               add_tags=[ctx.settings.hold_tag]),
+            item=item, ticket=ticket_id, reason=f"late mail; ticket #{item.ticket_id} is closed")
 
 
-def hold_unreadable_ticket(ledger: Ledger, systems: Systems, settings: Settings, ticket_id: int,
-                           error: UnreadableTicket, now: datetime, *, dry_run: bool) -> str:
+def hold_unreadable_ticket(ctx: IntakeContext, ticket_id: int, error: UnreadableTicket) -> str:
     """A ticket the robot cannot read becomes a held work item named after the ticket."""
-    from kuroko.ledger import OrderState
-
     name = f"ticket-{ticket_id}"
-    order = ledger.find_order(name, NAME) or ledger.add_order(
-        procedure=NAME, order_number=name, ticket_id=ticket_id, step=PROCEDURE.first_step, due=now, now=now,
-        state=OrderState.HELD,
-    )
-    ledger.update_order(order.id, now, state=OrderState.HELD.value, hold_code=error.code,
-                        hold_reason=error.message)
+    item = ctx.take_in(name, ticket_id=ticket_id, held=(error.code, error.message)) or ctx.ledger.find_item(name, NAME)
+    assert item is not None
     body = (
         f"Kuroko could not read this ticket: {error.message}.\n"
         "Nothing was done in BOSS, RMS or Amazon.\n"
@@ -296,28 +278,31 @@ def hold_unreadable_ticket(ledger: Ledger, systems: Systems, settings: Settings,
         "with the order number."
     )
     tag = marker(name, "unreadable")
-    if not dry_run:
-        if not any(tag in c.body for c in systems.helpdesk.comments(ticket_id)):
-            systems.helpdesk.add_internal_note(ticket_id, f"{body}\n\n{tag}", status="open",
-                                               add_tags=[settings.hold_tag])
-            side_effect_done(settings, f"zendesk hand_to_person for unreadable ticket {ticket_id}")
-        ledger.add_ticket(ticket_id, order.id, "unreadable", now)
-    ledger.audit(order_id=order.id, at=now, actor="robot (dry run)" if dry_run else "robot", system="zendesk",
-                 action="hand_to_person", detail={"reason": error.message})
+    helpdesk = ctx.use(HELPDESK)
+    if ctx.dry_run or not any(tag in c.body for c in helpdesk.comments(ticket_id)):
+        ctx.act("zendesk", "hand_to_person",
+                lambda: helpdesk.add_internal_note(ticket_id, f"{body}\n\n{tag}", status="open",
+                                                   add_tags=[ctx.settings.hold_tag]),
+                item=item, reason=error.message)
+    if not ctx.dry_run:
+        ctx.ledger.add_ticket(ticket_id, item.id, "unreadable", ctx.now)
     return f"ticket {ticket_id}: held ({error.message})"
 
 
 # --- the steps ----------------------------------------------------------------------------
+@procedure.step(first=True, then=("close_in_stock", "verify_physical_sim"), needs_person=(
+                    "Find the order in BOSS by hand and decide whether it ships from RSL or "
+                    "needs MCF."))
 def check_boss(ctx: StepContext) -> Outcome:
     """Where is the order on the BOSS list (read once per pass)?"""
-    listing = ctx.systems.boss_listing()
-    listed = listing.orders.get(ctx.order_number)
+    listing = ctx.use(BOSS).listing()
+    listed = listing.orders.get(ctx.key)
     if listed is None:
         since = datetime.fromisoformat(ctx.facts.setdefault("boss_missing_since", ctx.now.isoformat()))
         wait = timedelta(minutes=rules().boss_missing_wait_minutes)
         if ctx.now - since >= wait:
             raise OrderNotInBoss(
-                f"order {ctx.order_number} has not been on the BOSS order list since "
+                f"order {ctx.key} has not been on the BOSS order list since "
                 f"{local_time(ctx, since)} ({rules().boss_missing_wait_minutes} minutes)"
             )
         return NotYet(min(ctx.now + timedelta(minutes=10), since + wait), "not on the BOSS list yet")
@@ -331,22 +316,27 @@ def check_boss(ctx: StepContext) -> Outcome:
         if ctx.now < due:
             return NotYet(due, f"BOSS: {listed.state} for less than {rules().confirmation_wait_minutes} min")
         return Done("verify_physical_sim", detail=f"BOSS: {listed.state} since {local_time(ctx, placed)}: "
-                                                  "no RSL stock", path="no_stock")
+                                                  "no RSL stock")
     if listed.state == BOSS_DELETED and ctx.facts.get("boss_deleted"):
         # Replaying an order the robot already took through BOSS: go on, reconciling step by step.
         return Done("verify_physical_sim", detail="BOSS: deleted by the robot earlier", found=True)
-    raise BusinessRuleError(f"BOSS shows order {ctx.order_number} as {listed.state!r}, which the robot did not do; "
+    raise BusinessRuleError(f"BOSS shows order {ctx.key} as {listed.state!r}, which the robot did not do; "
                             "nothing else was touched", code="unexpected_boss_state")
 
 
+@procedure.step(final=True,
+                needs_person="RSL ships this order: check the ticket and solve it by hand.")
 def close_in_stock(ctx: StepContext) -> Outcome:
     found = write_note(ctx, "in_stock", IN_STOCK_NOTE, status="solved")
     return Done(None, detail="note 'Boss in progress', ticket solved", external_ref=ctx.external_ref, found=found)
 
 
+@procedure.step(then="confirm_order", needs_person=(
+                    "Handle this order by hand (eSIM or mixed orders are not shipped by "
+                    "this procedure); nothing was clicked in RMS or Amazon."))
 def verify_physical_sim(ctx: StepContext) -> Outcome:
     view = rms_view(ctx, fresh=True)
-    kinds = {item.sku: item_kind(ctx.settings, item.sku, item.name) for item in view.items}
+    kinds = {item.sku: item_kind(item.sku, item.name) for item in view.items}
     if not view.items:
         raise NotPhysicalSim("RMS shows no items on this order")
     if set(kinds.values()) != {"physical"}:
@@ -362,18 +352,24 @@ def verify_physical_sim(ctx: StepContext) -> Outcome:
     return Done("confirm_order", detail="physical SIM: " + ", ".join(kinds))
 
 
+@procedure.step(then="send_thank_you", needs_person=(
+                    "Open the order in RMS and click 注文確認 by hand if it is still waiting "
+                    "for confirmation."))
 def confirm_order(ctx: StepContext) -> Outcome:
     view = rms_view(ctx)
     if view.status != RMS_AWAITING_CONFIRMATION:
         return Done("send_thank_you", detail=f"already confirmed (RMS: {view.status})", found=True)
     if not view.can_confirm:
-        raise PageChanged(f"RMS shows {view.status} for {ctx.order_number} but no 注文確認 button; the page may have "
+        raise PageChanged(f"RMS shows {view.status} for {ctx.key} but no 注文確認 button; the page may have "
                           "changed (selectors/rakuten.yaml)")
-    new_view = ctx.act("rms", "confirm_order", ctx.systems.rms.confirm_order)
-    ctx.systems.remember_rms(new_view)
+    new_view = ctx.act("rms", "confirm_order", ctx.use(RMS).page.confirm_order)
+    ctx.use(RMS).remember(new_view)
     return Done("send_thank_you", detail="注文確認 clicked")
 
 
+@procedure.step(then="create_mcf_order", needs_person=(
+                    "Check the order's mail history in RMS; send the サンクスメール by hand if it "
+                    "is missing."))
 def send_thank_you(ctx: StepContext) -> Outcome:
     view = rms_view(ctx)
     sent = [m for m in view.mails if m.template == THANK_YOU_TEMPLATE]
@@ -381,8 +377,8 @@ def send_thank_you(ctx: StepContext) -> Outcome:
         return Done("create_mcf_order", detail=f"サンクスメール already sent ({sent[0].mail_id})",
                     external_ref=sent[0].mail_id, found=True)
     new_view = ctx.act("rms", "send_thank_you_mail",
-                       lambda: ctx.systems.rms.send_mail("thank_you", {"order_number": ctx.order_number}))
-    ctx.systems.remember_rms(new_view)
+                       lambda: ctx.use(RMS).page.send_mail("thank_you", {"order_number": ctx.key}))
+    ctx.use(RMS).remember(new_view)
     ref = next((m.mail_id for m in (new_view.mails if new_view else []) if m.template == THANK_YOU_TEMPLATE), None)
     return Done("create_mcf_order", detail="サンクスメール sent", external_ref=ref)
 
@@ -393,8 +389,8 @@ def mcf_request(ctx: StepContext) -> Any:
     ship_to = ctx.facts["ship_to"]
     placed = datetime.fromisoformat(ctx.facts.get("placed_at") or ctx.facts["ticket_created_at"])
     return McfOrderRequest(
-        seller_fulfillment_order_id=seller_fulfillment_order_id(ctx.order_number),
-        displayable_order_id=ctx.order_number,
+        seller_fulfillment_order_id=seller_fulfillment_order_id(ctx.key),
+        displayable_order_id=ctx.key,
         displayable_order_date=placed,
         displayable_order_comment="ご注文ありがとうございます。",
         shipping_speed=rules().mcf_shipping_speed,
@@ -416,10 +412,13 @@ def _record_mcf(ctx: StepContext, sfo_id: str, speed: str, arrival: datetime | N
                      shipment="mcf")
 
 
+@procedure.step(then="note_fulfillment", needs_person=(
+                    "Check the order in Seller Central (MCF) and create it by hand, or "
+                    "arrange an office shipment."))
 def create_mcf_order(ctx: StepContext) -> Outcome:
     from services.fulfillment import FulfillmentOrderExists
 
-    fulfillment = ctx.systems.fulfillment
+    fulfillment = ctx.use(FULFILLMENT)
     request = mcf_request(ctx)
     sfo_id = request.seller_fulfillment_order_id
     existing = fulfillment.get_order(sfo_id)
@@ -443,13 +442,15 @@ def create_mcf_order(ctx: StepContext) -> Outcome:
                 external_ref=sfo_id, path="mcf")
 
 
+@procedure.step(then="delete_in_boss",
+                needs_person="Write the FBA information on the ticket by hand.")
 def note_fulfillment(ctx: StepContext) -> Outcome:
     if ctx.facts.get("shipment") == "office":
         body = (
             "Thank You email (サンクスメール) sent.\n"
             f"Amazon MCF cannot ship this order ({', '.join(ctx.facts.get('mcf_unfulfillable', []))}): it is "
             "to be shipped from the office.\n"
-            f"Needed: ship it, then run `kuroko ship {ctx.order_number} --carrier <carrier> --tracking <number>`."
+            f"Needed: ship it, then run `kuroko ship {ctx.key} --carrier <carrier> --tracking <number>`."
         )
         found = write_note(ctx, "fulfillment", body, status="open", add_tags=("kuroko_office_shipment",))
         return Done("delete_in_boss", detail="office-shipment note", found=found,
@@ -474,26 +475,32 @@ def _dt(value: Any) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
 
+@procedure.step(then="wait_for_tracking", needs_person=(
+                    "Delete the order in BOSS by hand with Order Deletion (never Order "
+                    "Cancellation)."))
 def delete_in_boss(ctx: StepContext) -> Outcome:
-    detail = ctx.systems.boss_detail
-    view = detail.open(ctx.order_number)
-    if view.order_number != ctx.order_number:
-        raise OrderMismatch(f"BOSS opened order {view.order_number} instead of {ctx.order_number}")
+    detail = ctx.use(BOSS).detail
+    view = detail.open(ctx.key)
+    if view.order_number != ctx.key:
+        raise OrderMismatch(f"BOSS opened order {view.order_number} instead of {ctx.key}")
     if view.state == BOSS_DELETED:
         ctx.facts["boss_deleted"] = True
         return Done("wait_for_tracking", detail="already deleted in BOSS", found=True)
-    ctx.act("boss", "order_deletion", lambda: detail.delete_order(ctx.order_number))
+    ctx.act("boss", "order_deletion", lambda: detail.delete_order(ctx.key))
     ctx.facts["boss_deleted"] = True
     return Done("wait_for_tracking", detail="Order Deletion in BOSS")
 
 
+@procedure.step(then="send_shipping_mail", needs_person=(
+                    "Check the shipment in Seller Central and fill in the shipping details "
+                    "by hand, or fix the setting named above and release the order."))
 def wait_for_tracking(ctx: StepContext) -> Outcome:
     if ctx.facts.get("shipment") == "office":
         if not ctx.facts.get("tracking_number"):
             return NotYet(ctx.now + timedelta(days=1),
-                          f"office shipment: waiting for `kuroko ship {ctx.order_number} --carrier … --tracking …`")
+                          f"office shipment: waiting for `kuroko ship {ctx.key} --carrier … --tracking …`")
         return Done("send_shipping_mail", detail="office shipment: tracking given by a person")
-    order = ctx.systems.fulfillment.get_order(ctx.facts["mcf_id"])
+    order = ctx.use(FULFILLMENT).get_order(ctx.facts["mcf_id"])
     if order is None and ctx.dry_run:
         return NotYet(ctx.now + timedelta(hours=1), "dry run: the MCF order was not really created")
     if order is None:
@@ -525,23 +532,27 @@ def wait_for_tracking(ctx: StepContext) -> Outcome:
                 external_ref=f"package {package.package_number}")
 
 
+@procedure.step(then="set_rms_shipping",
+                needs_person="Send the 発送メール from RMS by hand with the carrier and tracking number.")
 def send_shipping_mail(ctx: StepContext) -> Outcome:
-    template = shipping_template(ctx.settings, ctx.facts["carrier"])
+    template = shipping_template(ctx.facts["carrier"])
     view = rms_view(ctx, fresh=True)
     sent = [m for m in view.mails if m.template in SHIPPING_TEMPLATES.values()]
     if sent:
         return Done("set_rms_shipping", detail=f"{sent[0].template} already sent", external_ref=sent[0].mail_id,
                     found=True)
     ship_date = ctx.facts.setdefault("ship_date", local_date(ctx))
-    fields = {"order_number": ctx.order_number, "ship_date": ship_date, "carrier": ctx.facts["carrier"],
+    fields = {"order_number": ctx.key, "ship_date": ship_date, "carrier": ctx.facts["carrier"],
               "tracking_number": ctx.facts["tracking_number"]}
-    new_view = ctx.act("rms", "send_shipping_mail", lambda: ctx.systems.rms.send_mail(template, fields),
+    new_view = ctx.act("rms", "send_shipping_mail", lambda: ctx.use(RMS).page.send_mail(template, fields),
                        template=SHIPPING_TEMPLATES[template], **fields)
-    ctx.systems.remember_rms(new_view)
+    ctx.use(RMS).remember(new_view)
     ctx.facts["shipping_template"] = SHIPPING_TEMPLATES[template]
     return Done("set_rms_shipping", detail=f"{SHIPPING_TEMPLATES[template]} sent")
 
 
+@procedure.step(then="check_completion",
+                needs_person="Fill in 配送会社, 発送日 and お荷物伝票番号 in RMS by hand.")
 def set_rms_shipping(ctx: StepContext) -> Outcome:
     from datetime import date
 
@@ -552,13 +563,16 @@ def set_rms_shipping(ctx: StepContext) -> Outcome:
         ctx.facts.setdefault("shipping_set_on", view.shipping_date.isoformat())
         return Done("check_completion", detail="shipping fields already set", found=True)
     new_view = ctx.act("rms", "set_shipping",
-                       lambda: ctx.systems.rms.set_shipping(wanted[0], date.fromisoformat(today), wanted[1]),
+                       lambda: ctx.use(RMS).page.set_shipping(wanted[0], date.fromisoformat(today), wanted[1]),
                        company=wanted[0], date=today, tracking=wanted[1])
-    ctx.systems.remember_rms(new_view)
+    ctx.use(RMS).remember(new_view)
     ctx.facts["shipping_set_on"] = today
     return Done("check_completion", detail=f"配送会社 {wanted[0]}, 発送日 {today}, お荷物伝票番号 {wanted[1]}")
 
 
+@procedure.step(then="close_completed", needs_person=(
+                    "Look at the order in RMS: the shipping fields are set but it is not "
+                    "完了."))
 def check_completion(ctx: StepContext) -> Outcome:
     zone = tz(ctx)
     set_on = datetime.fromisoformat(ctx.facts["shipping_set_on"]).date()
@@ -574,6 +588,8 @@ def check_completion(ctx: StepContext) -> Outcome:
     return NotYet(ctx.now + timedelta(days=1), f"RMS shows {view.status!r}, not 完了 yet")
 
 
+@procedure.step(final=True,
+                needs_person="Write the completion note and solve the ticket by hand.")
 def close_completed(ctx: StepContext) -> Outcome:
     body = (
         f"Shipping notification ({ctx.facts.get('shipping_template', '発送メール')}) sent: "
@@ -584,36 +600,32 @@ def close_completed(ctx: StepContext) -> Outcome:
     return Done(None, detail="completion note, ticket solved", external_ref=ctx.external_ref, found=found)
 
 
-def prepare_pass(systems: Systems, due: list[Order]) -> None:
+@procedure.per_pass
+def prepare_pass(connections: Connections, due: list[WorkItem]) -> None:
     """Read the BOSS list once for every due order that needs it."""
-    if any(order.step == "check_boss" for order in due):
-        systems.boss_listing()
+    if any(item.step == "check_boss" for item in due):
+        connections.use(BOSS).listing()
 
 
-PROCEDURE = Procedure(
-    prepare_pass=prepare_pass,
-    name=NAME,
-    first_step="check_boss",
-    steps={
-        "check_boss": check_boss,
-        "close_in_stock": close_in_stock,
-        "verify_physical_sim": verify_physical_sim,
-        "confirm_order": confirm_order,
-        "send_thank_you": send_thank_you,
-        "create_mcf_order": create_mcf_order,
-        "note_fulfillment": note_fulfillment,
-        "delete_in_boss": delete_in_boss,
-        "wait_for_tracking": wait_for_tracking,
-        "send_shipping_mail": send_shipping_mail,
-        "set_rms_shipping": set_rms_shipping,
-        "check_completion": check_completion,
-        "close_completed": close_completed,
-    },
-    needs_person={
-        "check_boss": "Find the order in BOSS by hand and decide whether it ships from RSL or needs MCF.",
-        "verify_physical_sim": "Handle this order by hand (eSIM or mixed orders are not shipped by this "
-                               "procedure); nothing was clicked in RMS or Amazon.",
-        "wait_for_tracking": "Check the shipment in Seller Central and fill in the shipping details by hand, or "
-                             "fix the setting named above and release the order.",
-    },
-)
+# --- what a person does ------------------------------------------------------------------------
+@procedure.command
+def ship(desk: DeskContext,
+         order_number: Annotated[str, typer.Argument(help="The Rakuten order number.")],
+         carrier: Annotated[str, typer.Option(help="RMS shipping company (e.g. 日本郵便) or carrier code.")],
+         tracking: Annotated[str, typer.Option(help="The parcel's tracking number.")]) -> str:
+    """Give an office shipment its carrier and tracking number; the robot then sends the shipping mail."""
+    item = desk.item(order_number, NAME)
+    if item.facts.get("shipment") != "office":
+        raise KurokoError(f"order {order_number} is not an office shipment (Amazon ships it).")
+    carriers = rules().carrier_map
+    rms_carrier = carriers.get(carrier, carrier)
+    if rms_carrier not in set(carriers.values()):
+        raise KurokoError(f"unknown carrier {carrier!r}; use one of: {', '.join(sorted(set(carriers.values())))}")
+    number = normalize_tracking_number(tracking)
+    ship_date = desk.now.astimezone(ZoneInfo(desk.settings.timezone)).date().isoformat()
+    desk.ledger.update_item(item.id, desk.now, next_due_at=desk.now,
+                            facts={"carrier": rms_carrier, "tracking_number": number, "ship_date": ship_date})
+    desk.ledger.audit(item_id=item.id, at=desk.now, actor=desk.by, system="kuroko", action="office_shipped",
+                      detail={"carrier": rms_carrier, "tracking": number})
+    return (f"Recorded: {order_number} shipped by {rms_carrier}, tracking {number}. "
+            "The shipping mail goes out at the next pass.")

@@ -52,6 +52,8 @@ class Browser:
         self._pages: dict[str, Page] = {}
         self.page_loads: Counter[str] = Counter()
         """Documents loaded (navigations and form posts) per site, for the benchmark."""
+        self.last_site: str | None = None
+        """The site whose page was asked for last (the one to photograph when a step fails)."""
 
     # --- lifecycle -------------------------------------------------------------------------
     def __enter__(self) -> Browser:
@@ -113,7 +115,12 @@ class Browser:
         if request.resource_type == "document":
             self.page_loads[site] += 1
 
+    def sites(self) -> list[str]:
+        """The sites with a browser context open now."""
+        return list(self._contexts)
+
     def page(self, site: str) -> Page:
+        self.last_site = site
         page = self._pages.get(site)
         if page is None or page.is_closed():
             page = self.context(site).new_page()

@@ -2,21 +2,20 @@
 
     KurokoError
     ├── BusinessRuleError        the world is not as the procedure expects → hand to a person,
-    │   │                        never retried by itself
-    │   ├── UnreadableTicket     no (or more than one, or a malformed) order number in the ticket
-    │   ├── NotPhysicalSim       eSIM or mixed order: this procedure ships physical SIMs only
-    │   ├── OrderMismatch        the page shows another order than the ticket names
-    │   ├── OrderNotInBoss       not on the BOSS list after the bounded wait
+    │   │                        never retried by itself (procedures add their own below it)
+    │   ├── OrderMismatch        the page shows another order than the item names
     │   ├── UnsafeLink           a link to a host that is not configured; never followed
     │   └── UnknownValue         a carrier code / tracking status / value we have no rule for
-    ├── ApplicationError         something failed on the way → evidence, reset, retry with backoff,
-    │   │                        then hand to a person
+    ├── ApplicationError         something failed on the way → evidence, reset, retry by the step's
+    │   │                        RetryPolicy (a ``retry_after`` the error carries wins), then a person
     │   ├── PageChanged          an element never appeared, a page looks different
     │   ├── SessionExpired       the site sent us to its login page
     │   ├── SiteUnavailable      5xx, timeouts, connection refused
     │   └── ApiError             Zendesk or SP-API refused (code and message kept)
-    └── ConfigurationError       a setting is missing or wrong → stop and say which
+    └── ConfigurationError       a setting is missing or wrong → the run stops and says which;
+                                 no item is held for it
 
+Any other exception raised in a step counts as an application error.
 Messages say what was found and what to do; they never carry a credential.
 """
 
@@ -39,20 +38,8 @@ class BusinessRuleError(KurokoError):
     code = "business_rule"
 
 
-class UnreadableTicket(BusinessRuleError):
-    code = "unreadable_ticket"
-
-
-class NotPhysicalSim(BusinessRuleError):
-    code = "not_physical_sim"
-
-
 class OrderMismatch(BusinessRuleError):
     code = "order_mismatch"
-
-
-class OrderNotInBoss(BusinessRuleError):
-    code = "order_not_in_boss"
 
 
 class UnsafeLink(BusinessRuleError):
@@ -65,6 +52,8 @@ class UnknownValue(BusinessRuleError):
 
 class ApplicationError(KurokoError):
     code = "application"
+    retry_after: float | None = None
+    """Seconds the other side asked us to wait (e.g. Retry-After); the retry waits that long."""
 
 
 class PageChanged(ApplicationError):

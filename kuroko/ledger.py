@@ -1,18 +1,20 @@
 """The ledger: what the robot knows and did, in SQLAlchemy (SQLite by default, any URL by setting).
 
-- ``orders``: one row per order per procedure — ticket, state, the next step and when it is due,
-  why it is held, and the facts gathered so far (``facts``, JSON).
-- ``tickets``: every Zendesk ticket the robot has taken in, and what it was to the robot.
+- ``work_items``: one row per work item, keyed by (procedure, key) — a Rakuten order number, an MCF
+  order id, a たまご order… — with its ticket, state, the next step and when it is due, why it is
+  held, the ticket the robot opened to hand it over, and the facts gathered so far (``facts``, JSON).
+- ``tickets``: every helpdesk ticket the robot has taken in, and what it was to the robot.
 - ``steps``: one row per step outcome (status, attempt, external reference, error, evidence).
 - ``audit``: append-only; every action taken (or, in a dry run, that would have been taken) on
   every system.
 
-Orders are claimed with a lease (owner + expiry, wall-clock time) through a conditional UPDATE,
-so two robots on one ledger never work the same order at once.
+Items are claimed with a lease (owner + expiry, wall-clock time) through a conditional UPDATE,
+so two robots on one ledger never work the same item at once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -38,6 +40,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Dialect, Engine
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 
@@ -58,7 +61,7 @@ class UTCDateTime(TypeDecorator[datetime]):
         return None if value is None else value.replace(tzinfo=UTC)
 
 
-class OrderState(StrEnum):
+class ItemState(StrEnum):
     ACTIVE = "active"
     """Has a next step; runs when due."""
     HELD = "held"
@@ -77,19 +80,28 @@ class StepStatus(StrEnum):
     """Dry run: what the step would have done."""
 
 
+class ItemExists(Exception):
+    """The ledger already has a work item with this (procedure, key)."""
+
+
 class Base(DeclarativeBase):
     pass
 
 
-class Order(Base):
-    __tablename__ = "orders"
-    __table_args__ = (UniqueConstraint("procedure", "order_number"),)
+class WorkItem(Base):
+    __tablename__ = "work_items"
+    __table_args__ = (UniqueConstraint("procedure", "key"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     procedure: Mapped[str] = mapped_column(String(64))
-    order_number: Mapped[str] = mapped_column(String(64), index=True)
+    key: Mapped[str] = mapped_column(String(64), index=True)
+    """What the procedure calls the item: an order number, an MCF order id, a claim id …"""
     ticket_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    state: Mapped[str] = mapped_column(String(16), default=OrderState.ACTIVE.value, index=True)
+    """The item's own helpdesk ticket, if it came with one."""
+    handover_ticket_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    """The ticket the robot opened to hand this item to a person (it had no ticket of its own, or
+    the helpdesk had closed it); reused for every later hand-over of the item."""
+    state: Mapped[str] = mapped_column(String(16), default=ItemState.ACTIVE.value, index=True)
     step: Mapped[str] = mapped_column(String(64))
     next_due_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
     attempt: Mapped[int] = mapped_column(Integer, default=0)
@@ -97,7 +109,7 @@ class Order(Base):
     hold_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
     hold_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     path: Mapped[str | None] = mapped_column(String(32), nullable=True)
-    """in_stock / mcf / office, once known."""
+    """Which way the item went, in the procedure's words (e.g. in_stock / mcf / office), once known."""
     facts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     lease_owner: Mapped[str | None] = mapped_column(String(128), nullable=True)
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
@@ -109,9 +121,9 @@ class TicketRecord(Base):
     __tablename__ = "tickets"
 
     ticket_id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    order_id: Mapped[int | None] = mapped_column(ForeignKey("orders.id"), nullable=True)
+    item_id: Mapped[int | None] = mapped_column(ForeignKey("work_items.id"), nullable=True)
     role: Mapped[str] = mapped_column(String(16))
-    """primary (the order's ticket) / merged (merged into it) / unreadable."""
+    """primary (the item's ticket) / merged (merged into it) / unreadable / late / handover."""
     seen_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
@@ -119,7 +131,7 @@ class StepRecord(Base):
     __tablename__ = "steps"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id"), index=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("work_items.id"), index=True)
     run_id: Mapped[str] = mapped_column(String(64))
     name: Mapped[str] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(16))
@@ -138,7 +150,7 @@ class AuditEvent(Base):
     __tablename__ = "audit"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    order_id: Mapped[int | None] = mapped_column(ForeignKey("orders.id"), nullable=True, index=True)
+    item_id: Mapped[int | None] = mapped_column(ForeignKey("work_items.id"), nullable=True, index=True)
     at: Mapped[datetime] = mapped_column(UTCDateTime())
     actor: Mapped[str] = mapped_column(String(32))
     """robot / person / robot (dry run)."""
@@ -215,104 +227,116 @@ class Ledger:
                     target.execute(table.insert(), rows)
         return copy
 
-    # --- orders ----------------------------------------------------------------------------
-    def add_order(self, *, procedure: str, order_number: str, ticket_id: int | None, step: str,
-                  due: datetime, now: datetime, facts: dict[str, Any] | None = None,
-                  state: OrderState = OrderState.ACTIVE) -> Order:
-        with self.session() as s:
-            order = Order(procedure=procedure, order_number=order_number, ticket_id=ticket_id,
-                          state=state.value, step=step, next_due_at=due, facts=facts or {},
-                          created_at=now, updated_at=now)
-            s.add(order)
-            s.flush()
-            return order
+    # --- work items ------------------------------------------------------------------------
+    def add_item(self, *, procedure: str, key: str, ticket_id: int | None, step: str, due: datetime,
+                 now: datetime, facts: dict[str, Any] | None = None, state: ItemState = ItemState.ACTIVE,
+                 hold_code: str | None = None, hold_reason: str | None = None) -> WorkItem:
+        """A new work item. Raises ``ItemExists`` when (procedure, key) is already in the ledger —
+        also when another robot took it in a moment ago (the unique key decides)."""
+        try:
+            with self.session() as s:
+                item = WorkItem(procedure=procedure, key=key, ticket_id=ticket_id, state=state.value, step=step,
+                                next_due_at=due, facts=facts or {}, created_at=now, updated_at=now,
+                                hold_code=hold_code, hold_reason=hold_reason)
+                s.add(item)
+                s.flush()
+                return item
+        except IntegrityError as exc:
+            raise ItemExists(f"{procedure} {key} is already in the ledger") from exc
 
-    def get_order(self, order_id: int) -> Order:
+    def get_item(self, item_id: int) -> WorkItem:
         with self.session() as s:
-            order = s.get(Order, order_id)
-            if order is None:
-                raise KeyError(order_id)
-            return order
+            item = s.get(WorkItem, item_id)
+            if item is None:
+                raise KeyError(item_id)
+            return item
 
-    def find_order(self, order_number: str, procedure: str | None = None) -> Order | None:
+    def find_items(self, key: str, procedure: str | None = None) -> list[WorkItem]:
         with self.session() as s:
-            query = select(Order).where(Order.order_number == order_number)
+            query = select(WorkItem).where(WorkItem.key == key).order_by(WorkItem.id)
             if procedure:
-                query = query.where(Order.procedure == procedure)
-            return s.scalars(query).first()
-
-    def orders(self, state: OrderState | None = None) -> list[Order]:
-        with self.session() as s:
-            query = select(Order).order_by(Order.id)
-            if state is not None:
-                query = query.where(Order.state == state.value)
+                query = query.where(WorkItem.procedure == procedure)
             return list(s.scalars(query))
 
-    def due_orders(self, now: datetime, procedure: str | None = None) -> list[Order]:
+    def find_item(self, key: str, procedure: str | None = None) -> WorkItem | None:
+        found = self.find_items(key, procedure)
+        return found[0] if found else None
+
+    def items(self, state: ItemState | None = None, procedure: str | None = None) -> list[WorkItem]:
+        with self.session() as s:
+            query = select(WorkItem).order_by(WorkItem.id)
+            if state is not None:
+                query = query.where(WorkItem.state == state.value)
+            if procedure is not None:
+                query = query.where(WorkItem.procedure == procedure)
+            return list(s.scalars(query))
+
+    def due_items(self, now: datetime, procedures: list[str] | None = None) -> list[WorkItem]:
         with self.session() as s:
             query = (
-                select(Order)
-                .where(Order.state == OrderState.ACTIVE.value, Order.next_due_at <= now)
-                .order_by(Order.next_due_at, Order.id)
+                select(WorkItem)
+                .where(WorkItem.state == ItemState.ACTIVE.value, WorkItem.next_due_at <= now)
+                .order_by(WorkItem.next_due_at, WorkItem.id)
             )
-            if procedure:
-                query = query.where(Order.procedure == procedure)
+            if procedures is not None:
+                query = query.where(WorkItem.procedure.in_(procedures))
             return list(s.scalars(query))
 
-    def update_order(self, order_id: int, now: datetime, **values: Any) -> Order:
+    def update_item(self, item_id: int, now: datetime, **values: Any) -> WorkItem:
         with self.session() as s:
-            order = s.get(Order, order_id)
-            if order is None:
-                raise KeyError(order_id)
+            item = s.get(WorkItem, item_id)
+            if item is None:
+                raise KeyError(item_id)
             for key, value in values.items():
                 if key == "facts":
-                    value = {**order.facts, **value}
-                setattr(order, key, value)
-            order.updated_at = now
-            return order
+                    value = {k: v for k, v in {**item.facts, **value}.items() if v is not None}
+                setattr(item, key, value)
+            item.updated_at = now
+            return item
 
-    def replace_facts(self, order_id: int, facts: dict[str, Any]) -> None:
+    def replace_facts(self, item_id: int, facts: dict[str, Any]) -> None:
         with self.session() as s:
-            order = s.get(Order, order_id)
-            if order is None:
-                raise KeyError(order_id)
-            order.facts = dict(facts)
+            item = s.get(WorkItem, item_id)
+            if item is None:
+                raise KeyError(item_id)
+            item.facts = dict(facts)
 
-    def record_outcome(self, order_id: int, now: datetime, *, step_record: dict[str, Any], facts: dict[str, Any],
-                       **order_values: Any) -> None:
-        """A step's outcome and the order's new state in one transaction: both or neither."""
+    def record_outcome(self, item_id: int, now: datetime, *, step_record: dict[str, Any], facts: dict[str, Any],
+                       **item_values: Any) -> None:
+        """A step's outcome and the item's new state in one transaction: both or neither."""
         with self.session() as s:
-            order = s.get(Order, order_id)
-            if order is None:
-                raise KeyError(order_id)
-            s.add(StepRecord(order_id=order_id, **step_record))
-            order.facts = dict(facts)
-            for key, value in order_values.items():
-                setattr(order, key, value)
-            order.updated_at = now
+            item = s.get(WorkItem, item_id)
+            if item is None:
+                raise KeyError(item_id)
+            s.add(StepRecord(item_id=item_id, **step_record))
+            item.facts = dict(facts)
+            for key, value in item_values.items():
+                setattr(item, key, value)
+            item.updated_at = now
 
     # --- leases ------------------------------------------------------------------------------
-    def claim(self, order_id: int, owner: str, seconds: float = 600) -> bool:
-        """Take the order for ``seconds`` unless another live worker holds an unexpired lease.
+    def claim(self, item_id: int, owner: str, seconds: float = 600) -> bool:
+        """Take the item for ``seconds`` unless another live worker holds an unexpired lease.
 
         A lease left by a worker on this machine whose process is gone (killed, crashed) is taken
-        over at once instead of blocking the order until it expires."""
+        over at once instead of blocking the item until it expires."""
         now = wall_now()
         with self.session() as s:
-            holder = s.scalar(select(Order.lease_owner).where(Order.id == order_id))
+            holder = s.scalar(select(WorkItem.lease_owner).where(WorkItem.id == item_id))
             stale = holder is not None and holder != owner and not worker_alive(holder)
-            condition = or_(Order.lease_owner.is_(None), Order.lease_owner == owner, Order.lease_until < now)
+            condition = or_(WorkItem.lease_owner.is_(None), WorkItem.lease_owner == owner,
+                            WorkItem.lease_until < now)
             if stale:
-                condition = or_(condition, Order.lease_owner == holder)
+                condition = or_(condition, WorkItem.lease_owner == holder)
             result = s.execute(
-                update(Order).where(Order.id == order_id, condition)
+                update(WorkItem).where(WorkItem.id == item_id, condition)
                 .values(lease_owner=owner, lease_until=now + timedelta(seconds=seconds))
             )
             return bool(result.rowcount)  # type: ignore[attr-defined]
 
-    def release_lease(self, order_id: int, owner: str) -> None:
+    def release_lease(self, item_id: int, owner: str) -> None:
         with self.session() as s:
-            s.execute(update(Order).where(Order.id == order_id, Order.lease_owner == owner)
+            s.execute(update(WorkItem).where(WorkItem.id == item_id, WorkItem.lease_owner == owner)
                       .values(lease_owner=None, lease_until=None))
 
     # --- tickets ---------------------------------------------------------------------------
@@ -320,14 +344,15 @@ class Ledger:
         with self.session() as s:
             return set(s.scalars(select(TicketRecord.ticket_id)))
 
-    def add_ticket(self, ticket_id: int, order_id: int | None, role: str, now: datetime) -> None:
-        with self.session() as s:
+    def add_ticket(self, ticket_id: int, item_id: int | None, role: str, now: datetime) -> None:
+        """Remember a ticket (once; another robot recording it at the same moment is no error)."""
+        with contextlib.suppress(IntegrityError), self.session() as s:
             if s.get(TicketRecord, ticket_id) is None:
-                s.add(TicketRecord(ticket_id=ticket_id, order_id=order_id, role=role, seen_at=now))
+                s.add(TicketRecord(ticket_id=ticket_id, item_id=item_id, role=role, seen_at=now))
 
-    def tickets_of(self, order_id: int) -> list[TicketRecord]:
+    def tickets_of(self, item_id: int) -> list[TicketRecord]:
         with self.session() as s:
-            return list(s.scalars(select(TicketRecord).where(TicketRecord.order_id == order_id)))
+            return list(s.scalars(select(TicketRecord).where(TicketRecord.item_id == item_id)))
 
     # --- steps and audit -------------------------------------------------------------------
     def add_step(self, **values: Any) -> StepRecord:
@@ -337,26 +362,26 @@ class Ledger:
             s.flush()
             return record
 
-    def steps(self, order_id: int) -> list[StepRecord]:
+    def steps(self, item_id: int) -> list[StepRecord]:
         with self.session() as s:
-            return list(s.scalars(select(StepRecord).where(StepRecord.order_id == order_id)
+            return list(s.scalars(select(StepRecord).where(StepRecord.item_id == item_id)
                                   .order_by(StepRecord.id)))
 
-    def audit(self, *, order_id: int | None, at: datetime, actor: str, system: str, action: str,
+    def audit(self, *, item_id: int | None, at: datetime, actor: str, system: str, action: str,
               detail: dict[str, Any] | str | None = None) -> None:
         text = detail if isinstance(detail, str) or detail is None else json.dumps(detail, ensure_ascii=False,
                                                                                   default=str)
         with self.session() as s:
-            s.add(AuditEvent(order_id=order_id, at=at, actor=actor, system=system, action=action, detail=text))
+            s.add(AuditEvent(item_id=item_id, at=at, actor=actor, system=system, action=action, detail=text))
 
-    def audit_trail(self, order_id: int | None = None) -> list[AuditEvent]:
+    def audit_trail(self, item_id: int | None = None) -> list[AuditEvent]:
         with self.session() as s:
             query = select(AuditEvent).order_by(AuditEvent.id)
-            if order_id is not None:
-                query = query.where(AuditEvent.order_id == order_id)
+            if item_id is not None:
+                query = query.where(AuditEvent.item_id == item_id)
             return list(s.scalars(query))
 
     def count_by_state(self) -> dict[str, int]:
         with self.session() as s:
-            rows = s.execute(select(Order.state, func.count()).group_by(Order.state))
+            rows = s.execute(select(WorkItem.state, func.count()).group_by(WorkItem.state))
             return {state: count for state, count in rows}

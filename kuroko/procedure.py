@@ -1,11 +1,26 @@
-"""What a procedure is: named steps over one order, each reading the world, deciding, and doing
-at most one side effect. The runner (kuroko/runner.py) runs them; a procedure module
-(bots/rakuten_sim_order.py) defines them.
+"""What a procedure is: how it finds new work (its intake), and named steps over one work item,
+each reading the world, deciding, and doing at most one side effect. The runner
+(kuroko/runner.py) runs every registered procedure the same way; a procedure module in bots/
+declares one::
 
-A step returns ``Done`` (go on with ``next_step``, or finish when it is None) or ``NotYet`` (look
-again at ``until``). It raises a ``BusinessRuleError`` to hand the order to a person and lets an
-``ApplicationError`` escape to be retried. Side effects go through ``StepContext.act`` so that a
-dry run does none of them and every one is audited.
+    procedure = Procedure("rakuten_sim_order", title="Rakuten physical-SIM order", desk=HELPDESK)
+
+    @procedure.intake
+    def take_in(ctx: IntakeContext) -> None: ...
+
+    @procedure.step(first=True, then=("close_in_stock", "verify_physical_sim"),
+                    needs_person="Find the order in BOSS by hand …")
+    def check_boss(ctx: StepContext) -> Outcome: ...
+
+A step returns ``Done`` (go on with ``next_step``, one of its ``then``; or finish, when it is
+``final``) or ``NotYet`` (look again at ``until``). It raises a ``BusinessRuleError`` to hand the
+item to a person and lets an ``ApplicationError`` escape to be retried by its ``RetryPolicy``.
+Every side effect — a step's, the intake's, the hand-over's — goes through one door,
+``Effects.do`` (``ctx.act``): audited, skipped in a dry run, counted by the crash hook.
+
+A declaration is checked when the procedure is registered (``Procedure.validate``): a ``then``
+naming no step, two steps of one name, no first step or a step without its hand-over text is
+refused there, never found in production.
 """
 
 from __future__ import annotations
@@ -15,20 +30,29 @@ import signal
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from kuroko.errors import ConfigurationError
+
 if TYPE_CHECKING:
-    from kuroko.ledger import Ledger, Order
+    from kuroko.connections import Connection, Connections
+    from kuroko.handover import Desk
+    from kuroko.ledger import Ledger, WorkItem
     from kuroko.settings import Settings
-    from kuroko.systems import Systems
 
 T = TypeVar("T")
 _side_effects_done = 0
 
 
+class RegistrationError(ConfigurationError):
+    """A procedure's declaration is wrong (a step that does not exist, a duplicate, a missing text)."""
+
+    code = "registration"
+
+
 def side_effect_done(settings: Settings, what: str) -> None:
-    """Call right after a side effect and before the ledger records it.
+    """Called by ``Effects.do`` right after a side effect and before the ledger records it.
 
     Crash-safety test hook: with ``KUROKO_CRASH_AFTER_ACTIONS=N`` the process kills itself with
     SIGKILL (no cleanup, no ledger write) after its N-th side effect, so a test can prove that the
@@ -44,16 +68,17 @@ def side_effect_done(settings: Settings, what: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
+# --- outcomes ------------------------------------------------------------------------------------
 @dataclass
 class Done:
     next_step: str | None
-    """None: the order is complete."""
+    """None: the item is complete (only from a step declared ``final``)."""
     detail: str = ""
     external_ref: str | None = None
     found: bool = False
     """The side effect was found already done in the system of record (reconciled, not repeated)."""
     path: str | None = None
-    """Which way the order goes (in_stock / mcf / office), once a step learns it."""
+    """Which way the item goes, in the procedure's words, once a step learns it."""
 
 
 @dataclass
@@ -65,54 +90,270 @@ class NotYet:
 Outcome = Done | NotYet
 
 
-@dataclass
-class StepContext:
-    order: Order
-    facts: dict[str, Any]
-    """What earlier steps learned; saved with the step's outcome."""
-    now: datetime
-    settings: Settings
-    systems: Systems
-    ledger: Ledger
-    dry_run: bool = False
-    actions: list[str] = field(default_factory=list)
-    external_ref: str | None = None
+# --- retries -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How a step that failed with an application error is tried again. Fields left None take
+    the engine's settings (KUROKO_MAX_ATTEMPTS, KUROKO_RETRY_BASE_SECONDS, KUROKO_RETRY_MAX_SECONDS).
+
+    The delay before attempt n+1 is ``initial * factor**(n-1)``, at most ``maximum``; a delay the
+    error itself carries (``retry_after``, e.g. from a Retry-After header) wins over the formula."""
+
+    initial: timedelta | None = None
+    factor: float = 2.0
+    maximum: timedelta | None = None
+    attempts: int | None = None
+    """Attempts in all, the first included; after the last one the item goes to a person."""
+    never_retry: tuple[type[BaseException], ...] = ()
+    """Errors handed to a person at the first failure (retrying cannot help)."""
+
+    def max_attempts(self, settings: Settings) -> int:
+        return self.attempts if self.attempts is not None else settings.max_attempts
+
+    def delay(self, attempt: int, error: BaseException, settings: Settings) -> timedelta:
+        hinted = getattr(error, "retry_after", None)
+        if isinstance(hinted, int | float) and hinted > 0:
+            return timedelta(seconds=float(hinted))
+        initial = self.initial if self.initial is not None else timedelta(seconds=settings.retry_base_seconds)
+        maximum = self.maximum if self.maximum is not None else timedelta(seconds=settings.retry_max_seconds)
+        return min(initial * self.factor ** max(attempt - 1, 0), maximum)
+
+    def retries(self, error: BaseException) -> bool:
+        return not isinstance(error, self.never_retry)
+
+
+# --- the one door for side effects ---------------------------------------------------------------
+class Effects:
+    """Every change to the outside world goes through ``do``: audited, skipped (and said) in a dry
+    run, and counted by the crash hook. One per step run, intake or hand-over."""
+
+    def __init__(self, ledger: Ledger, settings: Settings, now: datetime, *, dry_run: bool = False) -> None:
+        self.ledger = ledger
+        self.settings = settings
+        self.now = now
+        self.dry_run = dry_run
+        self.actions: list[str] = []
 
     @property
-    def order_number(self) -> str:
-        return self.order.order_number
+    def actor(self) -> str:
+        return "robot (dry run)" if self.dry_run else "robot"
 
-    @property
-    def ticket_id(self) -> int:
-        if self.order.ticket_id is None:
-            raise RuntimeError(f"order {self.order_number} has no ticket")
-        return self.order.ticket_id
-
-    def act(self, system: str, action: str, do: Callable[[], T], **detail: Any) -> T | None:
-        """Do one side effect on ``system`` (or, in a dry run, only say it would be done)."""
-        actor = "robot (dry run)" if self.dry_run else "robot"
+    def do(self, system: str, action: str, fn: Callable[[], T], *, item_id: int | None, what: str = "",
+           **detail: Any) -> T | None:
+        """Do one side effect on ``system`` (or, in a dry run, only say it would be done).
+        ``what`` names the item for the crash hook's line (never a secret)."""
         if self.dry_run:
             self.actions.append(f"would {action} on {system}" + (f" {detail}" if detail else ""))
-            self.ledger.audit(order_id=self.order.id, at=self.now, actor=actor, system=system,
-                              action=action, detail={"dry_run": True, **detail})
+            self.ledger.audit(item_id=item_id, at=self.now, actor=self.actor, system=system, action=action,
+                              detail={"dry_run": True, **detail})
             return None
-        result = do()
-        side_effect_done(self.settings, f"{system} {action} for {self.order_number}")
+        result = fn()
+        side_effect_done(self.settings, f"{system} {action}" + (f" for {what}" if what else ""))
         self.actions.append(f"{action} on {system}")
-        self.ledger.audit(order_id=self.order.id, at=self.now, actor=actor, system=system, action=action,
+        self.ledger.audit(item_id=item_id, at=self.now, actor=self.actor, system=system, action=action,
                           detail=detail or None)
         return result
 
 
-Step = Callable[[StepContext], Outcome]
+# --- contexts -------------------------------------------------------------------------------------
+@dataclass
+class StepContext:
+    item: WorkItem
+    facts: dict[str, Any]
+    """What earlier steps learned; saved with the step's outcome."""
+    now: datetime
+    settings: Settings
+    connections: Connections
+    ledger: Ledger
+    effects: Effects
+    external_ref: str | None = None
+
+    @property
+    def key(self) -> str:
+        return self.item.key
+
+    @property
+    def dry_run(self) -> bool:
+        return self.effects.dry_run
+
+    @property
+    def actions(self) -> list[str]:
+        return self.effects.actions
+
+    @property
+    def ticket_id(self) -> int:
+        if self.item.ticket_id is None:
+            raise RuntimeError(f"{self.item.procedure} {self.key} has no ticket")
+        return self.item.ticket_id
+
+    def use(self, connection: Connection[T]) -> T:
+        """The run's connection (opened on first use, shared by every item of the run)."""
+        return self.connections.use(connection)
+
+    def act(self, system: str, action: str, do: Callable[[], T], **detail: Any) -> T | None:
+        """Do one side effect for this item (see ``Effects.do``)."""
+        return self.effects.do(system, action, do, item_id=self.item.id, what=self.key, **detail)
 
 
 @dataclass
-class Procedure:
+class IntakeContext:
+    """What a procedure's intake may use: the run's connections, the ledger, and the same door for
+    its side effects (merges, hand-over notes) as the steps."""
+
+    procedure: Procedure
+    now: datetime
+    settings: Settings
+    connections: Connections
+    ledger: Ledger
+    effects: Effects
+    taken_in: list[str] = field(default_factory=list)
+    """One line per thing done, for the pass report."""
+    failed: list[str] = field(default_factory=list)
+    """What could not be taken in this time (tried again at the next pass)."""
+
+    @property
+    def dry_run(self) -> bool:
+        return self.effects.dry_run
+
+    def use(self, connection: Connection[T]) -> T:
+        return self.connections.use(connection)
+
+    def act(self, system: str, action: str, do: Callable[[], T], *, item: WorkItem | None = None,
+            **detail: Any) -> T | None:
+        return self.effects.do(system, action, do, item_id=item.id if item else None,
+                               what=item.key if item else "", **detail)
+
+    def take_in(self, key: str, *, ticket_id: int | None = None, facts: dict[str, Any] | None = None,
+                step: str | None = None, held: tuple[str, str] | None = None) -> WorkItem | None:
+        """A new work item of this procedure, due now (or held with (code, reason)). None when the
+        ledger already has it — another robot may have taken it in a moment ago: it is theirs."""
+        from kuroko.ledger import ItemExists, ItemState
+
+        try:
+            item = self.ledger.add_item(
+                procedure=self.procedure.name, key=key, ticket_id=ticket_id,
+                step=step or self.procedure.first_step, due=self.now, now=self.now, facts=facts,
+                state=ItemState.HELD if held else ItemState.ACTIVE,
+                hold_code=held[0] if held else None, hold_reason=held[1] if held else None)
+        except ItemExists:
+            return None
+        self.ledger.audit(item_id=item.id, at=self.now, actor=self.effects.actor, system="kuroko",
+                          action="taken_in", detail={"ticket": ticket_id} if ticket_id else None)
+        return item
+
+
+@dataclass
+class DeskContext:
+    """What a person's action on an item may use — a procedure's command (``kuroko ship …``), run
+    from the CLI or the console through this one code path. Errors are ``KurokoError``s whose
+    message says what to do; the return value is the sentence shown to the person."""
+
+    ledger: Ledger
+    settings: Settings
+    now: datetime
+    by: str
+    """Who acts, for the audit trail ("person (kuroko ship)", "alice (console)")."""
+
+    def item(self, key: str, procedure: str) -> WorkItem:
+        from kuroko.errors import KurokoError
+
+        found = self.ledger.find_item(key, procedure)
+        if found is None:
+            raise KurokoError(f"the ledger has no {procedure} item {key!r}. `kuroko status` lists what it knows.")
+        return found
+
+
+# --- the declaration ------------------------------------------------------------------------------
+Step = Callable[[StepContext], Outcome]
+
+
+@dataclass(frozen=True)
+class StepSpec:
     name: str
-    first_step: str
-    steps: dict[str, Step]
-    needs_person: dict[str, str] = field(default_factory=dict)
-    """Per step: what a person must decide when the step is handed over (for the note)."""
-    prepare_pass: Callable[[Systems, list[Order]], None] | None = None
-    """Reads shared by all due orders, done once at the start of a pass."""
+    run: Step
+    then: tuple[str, ...]
+    """The steps ``Done`` may name next."""
+    final: bool
+    """``Done(None)`` (the item is complete) is allowed."""
+    needs_person: str
+    """What a person must decide when this step hands the item over (for the note)."""
+    retry: RetryPolicy | None
+
+
+class Procedure:
+    """A procedure: its name, intake, steps, hand-over texts and per-pass reads."""
+
+    def __init__(self, name: str, *, title: str, item_label: str, desk: Connection[Desk] | None = None,
+                 retry: RetryPolicy | None = None) -> None:
+        self.name = name
+        self.title = title
+        """Shown to people (status, report)."""
+        self.item_label = item_label
+        """What an item is, in the desk's words: "Rakuten order", "MCF parcel" …"""
+        self.desk = desk
+        """Where hand-over notes go (the helpdesk connection)."""
+        self.retry = retry or RetryPolicy()
+        self.steps: dict[str, StepSpec] = {}
+        self.first_step = ""
+        self.take_in: Callable[[IntakeContext], None] | None = None
+        self.prepare_pass: Callable[[Connections, list[WorkItem]], None] | None = None
+        """Reads shared by all due items, done once at the start of a pass (e.g. the BOSS list)."""
+        self.forget_on_release: tuple[str, ...] = ()
+        """Facts dropped when a person releases a held item (e.g. how long something was waited for)."""
+        self.commands: list[Callable[..., str]] = []
+        """A person's actions this procedure brings (e.g. `ship`): functions ``(DeskContext, …) -> str``
+        whose other parameters are typer-annotated; the CLI adds each as a `kuroko` command."""
+        self._problems: list[str] = []
+
+    def step(self, *, then: tuple[str, ...] | str = (), final: bool = False, first: bool = False,
+             needs_person: str = "", retry: RetryPolicy | None = None,
+             name: str | None = None) -> Callable[[Step], Step]:
+        def register(fn: Step) -> Step:
+            step_name = name or fn.__name__
+            if step_name in self.steps:
+                self._problems.append(f"two steps are named {step_name!r}")
+            self.steps[step_name] = StepSpec(step_name, fn, (then,) if isinstance(then, str) else tuple(then),
+                                             final, needs_person.strip(), retry)
+            if first:
+                if self.first_step:
+                    self._problems.append(f"two first steps: {self.first_step!r} and {step_name!r}")
+                self.first_step = step_name
+            return fn
+
+        return register
+
+    def intake(self, fn: Callable[[IntakeContext], None]) -> Callable[[IntakeContext], None]:
+        self.take_in = fn
+        return fn
+
+    def per_pass(self, fn: Callable[[Connections, list[WorkItem]], None]) -> Callable[[Connections, list[WorkItem]],
+                                                                                        None]:
+        self.prepare_pass = fn
+        return fn
+
+    def command(self, fn: Callable[..., str]) -> Callable[..., str]:
+        self.commands.append(fn)
+        return fn
+
+    def policy(self, step: str) -> RetryPolicy:
+        spec = self.steps.get(step)
+        return spec.retry if spec is not None and spec.retry is not None else self.retry
+
+    def validate(self) -> None:
+        """Refuse a wrong declaration, saying every problem at once."""
+        problems = list(self._problems)
+        if not self.steps:
+            problems.append("it has no steps")
+        if not self.first_step:
+            problems.append("no step is marked first=True")
+        for spec in self.steps.values():
+            for target in spec.then:
+                if target not in self.steps:
+                    problems.append(f"step {spec.name!r} goes on to {target!r}, which is not a step")
+            if not spec.then and not spec.final:
+                problems.append(f"step {spec.name!r} neither goes on (then=…) nor is final")
+            if not spec.needs_person:
+                problems.append(f"step {spec.name!r} has no needs_person text (what a person must decide "
+                                "when it hands the item over)")
+        if problems:
+            raise RegistrationError(f"procedure {self.name!r} cannot be registered: " + "; ".join(problems))

@@ -98,6 +98,10 @@ class Settings(KurokoSettings):
     max_consecutive_errors: int = 5
     """A pass stops after this many application errors in a row instead of hammering a broken site."""
 
+    # --- procedures ----------------------------------------------------------------------------
+    extra_procedures: str = ""
+    """Procedures to run besides the installed ones (entry points): ``module:attribute``, comma-separated."""
+
     # --- testing only ------------------------------------------------------------------------
     crash_after_actions: int | None = None
     """Crash-safety test hook (tests/test_crash_safety.py): the process SIGKILLs itself right after

@@ -33,6 +33,7 @@ from sp_api.auth import AccessTokenClient, AccessTokenResponse
 from sp_api.auth.exceptions import AuthorizationError
 from sp_api.base import ApiResponse, SellingApiException
 
+from kuroko.connections import Connection, Connections
 from kuroko.errors import ApiError, BusinessRuleError, ConfigurationError, SiteUnavailable
 from kuroko.settings import KurokoSettings, load, secret_values
 
@@ -307,6 +308,10 @@ class Fulfillment(Protocol):
 T = TypeVar("T")
 
 
+def open_fulfillment(connections: Connections) -> AmazonFulfillment:
+    return AmazonFulfillment()
+
+
 class AmazonFulfillment:
     """MCF through python-amazon-sp-api against ``settings.spapi_url`` / ``settings.lwa_url``."""
 
@@ -509,6 +514,9 @@ class AmazonFulfillment:
     def request_count(self) -> int:
         return self._requests
 
+    def metrics(self) -> dict[str, int]:
+        return {"spapi_requests": self._requests}
+
     def close(self) -> None:
         self._client.close()
 
@@ -661,3 +669,7 @@ class AmazonFulfillment:
             + (f": {said}" if said else "") + f", HTTP {exc.status_code}). {hint}",
             code=code, operation=operation, status=exc.status_code,
         )
+
+
+FULFILLMENT: Connection[Fulfillment] = Connection("fulfillment", open_fulfillment)
+"""Amazon MCF (SP-API Fulfillment Outbound)."""

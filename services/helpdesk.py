@@ -35,6 +35,7 @@ from zenpy.lib.api_objects import Comment as ZenpyComment
 from zenpy.lib.api_objects import Ticket as ZenpyTicket
 from zenpy.lib.exception import APIException, RatelimitBudgetExceeded, ZenpyException
 
+from kuroko.connections import Connection, Connections
 from kuroko.errors import ApiError, ConfigurationError, SiteUnavailable
 from kuroko.settings import KurokoSettings, load, secret_values
 
@@ -106,6 +107,16 @@ class Helpdesk(Protocol):
         """The Zendesk user with exactly this name (agents first), for @mentions."""
         ...
 
+    def open_internal_ticket(self, *, subject: str, body: str, external_id: str, tags: Sequence[str] = (),
+                             follow_up_of: int | None = None) -> int:
+        """A ticket requested by the robot's own agent, its first comment private (Zendesk mails
+        nobody outside), status Open; a follow-up of the closed ticket ``follow_up_of``. Returns its id."""
+        ...
+
+    def ticket_by_external_id(self, external_id: str) -> int | None:
+        """The newest ticket with this external id."""
+        ...
+
     def request_count(self) -> int:
         """HTTP requests made so far (for the benchmark)."""
         ...
@@ -153,6 +164,10 @@ def _oldest_first(tickets: Iterable[TicketView]) -> list[TicketView]:
     return sorted(tickets, key=lambda t: (t.created_at, t.id))
 
 
+def open_helpdesk(connections: Connections) -> ZendeskHelpdesk:
+    return ZendeskHelpdesk()
+
+
 class ZendeskHelpdesk:
     """``Helpdesk`` over zenpy. Not shared between threads."""
 
@@ -196,6 +211,9 @@ class ZendeskHelpdesk:
 
     def request_count(self) -> int:
         return self._count
+
+    def metrics(self) -> dict[str, int]:
+        return {"zendesk_requests": self._count}
 
     # --- the one way in -----------------------------------------------------------------------
     def _call(self, what: str, action: Callable[[], T]) -> T:
@@ -325,6 +343,25 @@ class ZendeskHelpdesk:
         raise ApiError(f"Zendesk accepted the note on ticket #{ticket_id} but it is not among the ticket's "
                        "comments; look at the ticket in Zendesk before writing it again.", code="note_missing")
 
+    def open_internal_ticket(self, *, subject: str, body: str, external_id: str, tags: Sequence[str] = (),
+                             follow_up_of: int | None = None) -> int:
+        if not body.strip():
+            raise ValueError("a ticket needs a first comment")
+        me = self._me_id()
+        values: dict[str, Any] = {"subject": subject, "requester_id": me, "submitter_id": me, "status": "open",
+                                  "external_id": external_id, "tags": list(tags),
+                                  "comment": ZenpyComment(body=body, public=False)}
+        if follow_up_of is not None:
+            values["via_followup_source_id"] = int(follow_up_of)
+        result = self._call(f"open a ticket for {external_id}",
+                            lambda: self._zenpy.tickets.create(ZenpyTicket(**values)))
+        return int(result.ticket.id)
+
+    def ticket_by_external_id(self, external_id: str) -> int | None:
+        found = self._call(f"look up the ticket of {external_id}",
+                           lambda: [int(t.id) for t in self._zenpy.tickets(external_id=external_id)])
+        return max(found, default=None)
+
     def set_status(self, ticket_id: int, status: str) -> None:
         change = ZenpyTicket(id=ticket_id, status=status)
         self._call(f"set ticket #{ticket_id} to {status}", lambda: self._zenpy.tickets.update(change))
@@ -360,3 +397,7 @@ class ZendeskHelpdesk:
         if status != "completed":
             raise ApiError(f"Zendesk could not {what}: {getattr(job, 'message', None) or status}. "
                            "Look at the tickets in Zendesk (a closed ticket cannot be merged).", code="merge_failed")
+
+
+HELPDESK: Connection[Helpdesk] = Connection("helpdesk", open_helpdesk)
+"""Zendesk, for the procedures and for hand-overs."""

@@ -8,7 +8,14 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-from kuroko.errors import UnknownValue, UnreadableTicket
+from kuroko.errors import BusinessRuleError, UnknownValue
+
+
+class UnreadableTicket(BusinessRuleError):
+    """No (or more than one, or a malformed) order number in the ticket."""
+
+    code = "unreadable_ticket"
+
 
 ORDER_NUMBER = re.compile(r"(?<![\d-])(\d{6}-\d{8}-\d{10})(?![\d-])")
 """Rakuten's form: shop (6 digits) - date (YYYYMMDD) - 10 digits."""

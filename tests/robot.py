@@ -14,10 +14,10 @@ from typing import Any
 from conftest import ROOT, Sandbox
 
 from kuroko.clock import clock_from_url
-from kuroko.ledger import Ledger, Order
+from kuroko.connections import Connections
+from kuroko.ledger import Ledger, WorkItem
 from kuroko.runner import PassReport, Runner
 from kuroko.settings import Settings, get_settings, reload_settings
-from kuroko.systems import Systems
 
 ODC = "[Rakuten Marketplace] Order Details Confirmation (automatic email)"
 OC = "[Rakuten Marketplace] Order Confirmation (automatic email)"
@@ -31,15 +31,15 @@ SIDE_EFFECTS = {
 class Robot:
     settings: Settings
     ledger: Ledger
-    systems: Systems
+    connections: Connections
     runner: Runner
     sandbox: Sandbox
 
     def run_pass(self) -> PassReport:
         return self.runner.run_pass()
 
-    def order(self, order_number: str) -> Order:
-        order = self.ledger.find_order(order_number)
+    def order(self, order_number: str) -> WorkItem:
+        order = self.ledger.find_item(order_number)
         assert order is not None, f"the ledger has no {order_number}"
         return order
 
@@ -54,12 +54,12 @@ def make_robot(sandbox: Sandbox, **runner_kw: Any) -> Iterator[Robot]:
     reload_settings()
     settings = get_settings()
     ledger = Ledger(settings.ledger_database_url())
-    systems = Systems(settings)
-    runner = Runner(settings, ledger, systems, clock_from_url(settings.clock_url), **runner_kw)
+    connections = runner_kw.pop("connections", None) or Connections(settings)
+    runner = Runner(settings, ledger, connections, clock_from_url(settings.clock_url), **runner_kw)
     try:
-        yield Robot(settings, ledger, systems, runner, sandbox)
+        yield Robot(settings, ledger, connections, runner, sandbox)
     finally:
-        systems.close()
+        connections.close()
         ledger.close()
 
 

@@ -26,6 +26,7 @@ from conftest import Sandbox
 from robot import ODC, Robot, internal_notes, make_robot, mcf_orders, primary_ticket, side_effects, tickets
 
 from kuroko.settings import get_settings
+from services.helpdesk import HELPDESK
 
 DATA_SIM = "SIM-DATA-30D-20GB"
 VOICE_SIM = "SIM-VOICE-30D"  # FBA has none: an office shipment
@@ -64,7 +65,7 @@ def own_ticket_solved(robot: Robot, sandbox: Sandbox, number: str) -> None:
     """Take the order's genuine mail out of the robot's way, so that only the doubtful one names it."""
     for t in tickets(sandbox):
         if t["subject"] == ODC and t["comments"] and number in t["comments"][0]["body"]:
-            robot.systems.helpdesk.set_status(t["id"], "solved")
+            robot.connections.use(HELPDESK).set_status(t["id"], "solved")
 
 
 def requests_to(sandbox: Sandbox, system: str) -> int:
@@ -245,7 +246,7 @@ def test_a_link_to_another_rms_order_is_held_and_nothing_is_clicked(robot: Robot
     if not encoded:  # the ticket itself names two orders: refused at intake
         assert_held(robot, sandbox, f"ticket-{ticket_id}", ticket_id, code="unreadable_ticket",
                     says="2 different order numbers")
-        assert robot.ledger.find_order(number) is None
+        assert robot.ledger.find_item(number) is None
         assert requests_to(sandbox, "rms") == 0
     elif target == "another-order":
         note = assert_held(robot, sandbox, number, ticket_id, code="order_mismatch", says=f"shows {other}")
@@ -320,7 +321,8 @@ def test_an_unknown_carrier_code_is_held_until_mapped_then_goes_on_once(
     carriers = {**get_settings().carrier_map, "ACME_EXPRESS": "その他"}
     monkeypatch.setenv("KUROKO_CARRIER_MAP", json.dumps(carriers, ensure_ascii=False))
     with make_robot(sandbox) as robot:
-        robot.systems.helpdesk.remove_tags(primary_ticket(sandbox, number)["id"], [robot.settings.hold_tag])
+        robot.connections.use(HELPDESK).remove_tags(primary_ticket(sandbox, number)["id"],
+                                                    [robot.settings.hold_tag])
         robot.run_pass()
         assert robot.order(number).state == "active"
     (mail,) = shipping_mails(sandbox, number)

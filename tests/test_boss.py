@@ -17,10 +17,10 @@ from conftest import Sandbox, screenshot_path
 from playwright.sync_api import Dialog, Route
 
 from kuroko.browser import Browser
-from kuroko.errors import OrderNotInBoss, PageChanged, SessionExpired, SiteUnavailable
+from kuroko.errors import PageChanged, SessionExpired, SiteUnavailable
 from kuroko.settings import Settings
 from pages.base import SELECTORS_DIR, Selectors
-from pages.boss.order_detail import BossOrderDetail, BossOrderView
+from pages.boss.order_detail import BossOrderDetail, BossOrderView, OrderNotInBoss
 from pages.boss.order_list import BossOrderList
 from pages.boss.settings import BossSettings
 from pages.boss.site import BossSite

@@ -42,7 +42,7 @@ import pytest
 from conftest import ROOT, Sandbox
 from rich.console import Console
 
-from kuroko.ledger import Ledger, OrderState
+from kuroko.ledger import ItemState, Ledger
 from kuroko.ops.demo import TIMELINE, play_office_staff
 from kuroko.settings import Settings
 
@@ -187,7 +187,7 @@ class Day:
     def active_orders(self) -> list[str]:
         ledger = Ledger(self.settings.ledger_database_url())
         try:
-            return [o.order_number for o in ledger.orders(OrderState.ACTIVE)]
+            return [o.key for o in ledger.items(ItemState.ACTIVE)]
         finally:
             ledger.close()
 
@@ -262,7 +262,7 @@ def nothing_twice_nothing_lost(day: Day) -> list[str]:
     tickets = {t["id"]: t for t in state["zendesk"]["tickets"]}
     ledger = Ledger(day.settings.ledger_database_url())
     try:
-        orders = {o.order_number: o for o in ledger.orders()}
+        orders = {o.key: o for o in ledger.items()}
         known_tickets = ledger.known_ticket_ids()
     finally:
         ledger.close()
@@ -306,14 +306,14 @@ def nothing_twice_nothing_lost(day: Day) -> list[str]:
         kinds = {item["kind"] for item in world["items"]}
         if "esim" in kinds or not world["boss_listed"]:
             expected = "not_physical_sim" if "esim" in kinds else "order_not_in_boss"
-            check(order.state == OrderState.HELD.value and order.hold_code == expected and bool(order.hold_reason),
+            check(order.state == ItemState.HELD.value and order.hold_code == expected and bool(order.hold_reason),
                   f"{number}: should be held ({expected}) but is {order.state} ({order.hold_code})")
             check(world["confirm_clicks"] == 0 and not world["mails"] and world["boss_state"] != "Deleted"
                   and not mcf_by_order[number], f"{number}: held, yet something was done in RMS, BOSS or Amazon")
             check(day.settings.hold_tag in ticket["tags"] and any(":hold-" in m for m in notes),
                   f"{number}: held without the hold tag and note on ticket #{ticket['id']}")
             continue
-        check(order.state == OrderState.DONE.value,
+        check(order.state == ItemState.DONE.value,
               f"{number}: not complete — {order.state} at step {order.step} ({order.hold_code}: {order.hold_reason})")
         check(ticket["status"] in ("solved", "closed"), f"{number}: ticket #{ticket['id']} is {ticket['status']}")
         if world["confirmed_by"] == "RSL":
@@ -339,11 +339,11 @@ def nothing_twice_nothing_lost(day: Day) -> list[str]:
         check(ticket["id"] in known_tickets or ticket["merged_into"] in primaries,
               f"ticket #{ticket['id']} ({ticket['subject']}) was never taken in nor merged")
     for order in orders.values():
-        check(order.state in (OrderState.DONE.value, OrderState.HELD.value),
-              f"{order.order_number}: still {order.state} at step {order.step}")
-        if order.state == OrderState.HELD.value:
+        check(order.state in (ItemState.DONE.value, ItemState.HELD.value),
+              f"{order.key}: still {order.state} at step {order.step}")
+        if order.state == ItemState.HELD.value:
             check(order.hold_code in BUSINESS_HOLDS and bool(order.hold_reason),
-                  f"{order.order_number}: held for {order.hold_code}: {order.hold_reason}")
+                  f"{order.key}: held for {order.hold_code}: {order.hold_reason}")
     return problems
 
 
@@ -407,7 +407,7 @@ def test_a_run_stopped_between_taking_an_order_in_and_noting_its_ticket_goes_on(
     day.run()
     ledger = Ledger(day.settings.ledger_database_url())
     try:
-        order = ledger.find_order(number)
+        order = ledger.find_item(number)
         assert order is not None and order.ticket_id is not None
         with ledger.engine.begin() as db:  # as if killed right after the order row was written
             db.exec_driver_sql("DELETE FROM tickets WHERE ticket_id = ?", (order.ticket_id,))

@@ -20,12 +20,12 @@ from conftest import Sandbox
 from robot import Robot, internal_notes, mcf_orders, primary_ticket, side_effects, tickets_of
 
 from kuroko.clock import clock_from_url
+from kuroko.connections import Connections
 from kuroko.ledger import Ledger, StepRecord
 from kuroko.logs import setup_logging
 from kuroko.runner import Runner
 from kuroko.settings import get_settings, reload_settings
-from kuroko.systems import Systems
-from services.fulfillment import AmazonSettings
+from services.fulfillment import FULFILLMENT, AmazonSettings
 from services.helpdesk import ZendeskHelpdesk
 
 DATA_SIM = "SIM-DATA-30D-20GB"
@@ -51,12 +51,13 @@ def robot_on(sandbox: Sandbox, *, zendesk_wait_seconds: int = 90) -> Iterator[Ro
     reload_settings()
     settings = get_settings()
     ledger = Ledger(settings.ledger_database_url())
-    systems = Systems(settings, helpdesk=ZendeskHelpdesk(rate_limit_wait_seconds=zendesk_wait_seconds))
-    runner = Runner(settings, ledger, systems, clock_from_url(settings.clock_url))
+    connections = Connections(settings, given={
+        "helpdesk": ZendeskHelpdesk(rate_limit_wait_seconds=zendesk_wait_seconds)})
+    runner = Runner(settings, ledger, connections, clock_from_url(settings.clock_url))
     try:
-        yield Robot(settings, ledger, systems, runner, sandbox)
+        yield Robot(settings, ledger, connections, runner, sandbox)
     finally:
-        systems.close()
+        connections.close()
         ledger.close()
 
 
@@ -231,7 +232,7 @@ def thank_you_mails(sandbox: Sandbox, number: str) -> int:
 def test_spapi_throttling_and_5xx_are_retried_and_ship_once(robot: Robot, sandbox: Sandbox,
                                                             knobs: dict[str, Any], code: str) -> None:
     number = no_stock_order(sandbox)
-    assert robot.systems.fulfillment.get_order("RKT-000000-00000000-0000000000") is None  # holds a token now
+    assert robot.connections.use(FULFILLMENT).get_order("RKT-000000-00000000-0000000000") is None  # holds a token now
     sandbox.fault("spapi", **knobs)
     robot.run_pass()
     order = robot.order(number)
@@ -310,11 +311,11 @@ def test_boss_answering_500_for_everything_stops_the_pass_after_max_consecutive_
     report = robot.run_pass()
     boss_requests = requests_to(sandbox, "boss") - before
     limit = robot.settings.max_consecutive_errors
-    assert report.orders_run == limit, "the pass stopped instead of trying every order"
+    assert report.items_run == limit, "the pass stopped instead of trying every order"
     assert report.stopped_early and "in a row" in report.stopped_early
     # One read of the list for the pass, then one per order tried, each answered 500 at once: three
     # pages, each with Chromium's favicon request (trying all four orders would have been ten).
-    assert robot.systems.page_loads("boss") == 1 + limit
+    assert robot.connections.page_loads("boss") == 1 + limit
     assert boss_requests <= 2 * (1 + limit), f"BOSS got {boss_requests} requests"
     tried = [n for n in numbers if robot.order(n).attempt == 1]
     untried = [n for n in numbers if robot.order(n).attempt == 0]

@@ -63,7 +63,7 @@ def test_schedule_stops_cleanly_on_sigterm_and_resumes_without_repeating(
     second = start()
     try:
         wait_for(lambda: all(sandbox.order(n)["boss_state"] == "Deleted" for n in no_stock)
-                 and ledger.find_order(esim) is not None and ledger.find_order(esim).state == "held", 240,
+                 and ledger.find_item(esim) is not None and ledger.find_item(esim).state == "held", 240,
                  "every order to reach its resting state")
         # A second scheduler on the same ledger refuses to start.
         third = kuroko("schedule", "--file", str(schedule), timeout=60)
@@ -108,7 +108,7 @@ def test_headed_replay_under_xvfb_does_the_same_work_as_headless(sandbox: Sandbo
     assert _work_done(sandbox, headed) == _work_done(sandbox, headless)
     assert sandbox.order(headed)["boss_state"] == sandbox.order(headless)["boss_state"] == "Deleted"
     ledger = Ledger(get_settings().ledger_database_url())
-    steps = [[(s.name, s.status) for s in ledger.steps(ledger.find_order(n).id)] for n in (headless, headed)]
+    steps = [[(s.name, s.status) for s in ledger.steps(ledger.find_item(n).id)] for n in (headless, headed)]
     assert steps[0] == steps[1]
 
     again = kuroko("replay", headless)  # a replay of work already done changes nothing

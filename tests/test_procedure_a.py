@@ -241,4 +241,4 @@ def test_dry_run_touches_nothing_and_says_what_it_would_do(sandbox: Sandbox, set
     assert f"{stocked}: would note_in_stock on zendesk" in said
     assert "would hand_to_person" in said
     with make_robot(sandbox) as robot:
-        assert robot.ledger.orders() == [], "the dry run wrote nothing to the ledger"
+        assert robot.ledger.items() == [], "the dry run wrote nothing to the ledger"

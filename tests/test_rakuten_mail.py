@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from kuroko.errors import UnknownValue, UnreadableTicket
-from services.rakuten_mail import normalize_tracking_number, read_order_mail
+from kuroko.errors import UnknownValue
+from services.rakuten_mail import UnreadableTicket, normalize_tracking_number, read_order_mail
 
 SUBJECT = "[Rakuten Marketplace] Order Details Confirmation (automatic email)"
 GOOD = "381234-20261120-1234567890"

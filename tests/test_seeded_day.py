@@ -28,9 +28,9 @@ def test_a_seeded_day_of_fifty_orders_ends_complete_or_held(tmp_path: Path) -> N
     assert (data / "report.html").exists()
 
     ledger = Ledger(f"sqlite:///{data / 'ledger.sqlite'}")
-    orders = ledger.orders()
+    orders = ledger.items()
     assert len(orders) >= 50
-    assert {o.state for o in orders} <= {"done", "held"}, [(o.order_number, o.state, o.step) for o in orders
+    assert {o.state for o in orders} <= {"done", "held"}, [(o.key, o.state, o.step) for o in orders
                                                           if o.state not in ("done", "held")]
     held = [o for o in orders if o.state == "held"]
     assert held and all(o.hold_reason for o in held)
@@ -43,5 +43,5 @@ def test_a_seeded_day_of_fifty_orders_ends_complete_or_held(tmp_path: Path) -> N
     assert f"{len(orders)} orders" in status.stdout
     assert "Held for a person" in status.stdout
     for order in held:
-        assert order.order_number in status.stdout
+        assert order.key in status.stdout
     assert "Waiting" not in status.stdout

@@ -21,7 +21,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from kuroko.ledger import Ledger, Order
+from kuroko.ledger import Ledger, WorkItem
 from kuroko.settings import Settings
 from sandbox.process import SandboxProcess
 
@@ -95,14 +95,14 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[index]
 
 
-def path_of(order: Order) -> str:
+def path_of(order: WorkItem) -> str:
     if order.state == "held":
         return "held"
     return order.path or "-"
 
 
-def summarize(orders: list[Order]) -> dict[str, dict[str, Any]]:
-    groups: dict[str, list[Order]] = defaultdict(list)
+def summarize(orders: list[WorkItem]) -> dict[str, dict[str, Any]]:
+    groups: dict[str, list[WorkItem]] = defaultdict(list)
     for order in orders:
         groups[path_of(order)].append(order)
     table: dict[str, dict[str, Any]] = {}
@@ -119,8 +119,8 @@ def summarize(orders: list[Order]) -> dict[str, dict[str, Any]]:
             "median_s": round(statistics.median(seconds), 3) if seconds else 0.0,
             "p95_s": round(percentile(seconds, 0.95), 3),
             "boss_page_loads": mean("boss_page_loads"),
-            "rms_page_loads": mean("rms_page_loads"),
-            "max_rms_page_loads": max((m.get("rms_page_loads", 0) for m in metrics), default=0),
+            "rms_page_loads": mean("rakuten_page_loads"),
+            "max_rms_page_loads": max((m.get("rakuten_page_loads", 0) for m in metrics), default=0),
             "zendesk_requests": mean("zendesk_requests"),
             "spapi_requests": mean("spapi_requests"),
         }
@@ -138,7 +138,7 @@ class PlainProgress:
     def listener(self, event: str, data: dict[str, Any]) -> None:
         if event == "pass_started":
             self.started = time.perf_counter()
-        elif event == "order_done" and (data["index"] % self.every == 0 or data["index"] == data["total"]):
+        elif event == "item_done" and (data["index"] % self.every == 0 or data["index"] == data["total"]):
             self.console.print(f"    {data['index']}/{data['total']} orders, "
                                f"{time.perf_counter() - self.started:.0f} s")
 
@@ -156,11 +156,12 @@ def run_bench(console: Console, *, orders: int, seed: int, data_dir: Path) -> di
     import shutil
 
     from kuroko.clock import clock_from_url
+    from kuroko.connections import Connections
     from kuroko.logs import setup_logging
     from kuroko.ops.demo import TIMELINE, play_office_staff
     from kuroko.ops.progress import PassProgress
     from kuroko.runner import Runner
-    from kuroko.systems import Systems
+    from kuroko.settings import reload_settings
 
     if data_dir.exists():
         shutil.rmtree(data_dir)
@@ -168,17 +169,19 @@ def run_bench(console: Console, *, orders: int, seed: int, data_dir: Path) -> di
     sandbox = SandboxProcess(scenario="day", seed=seed, orders=orders, startup_seconds=300)
     with sandbox as admin:
         os.environ.update(admin.robot_env())
+        reload_settings()
         settings = Settings(data_dir=data_dir)
         setup_logging(settings, console=False)
         ledger = Ledger(settings.ledger_database_url())
         sandbox_pid = sandbox.proc.pid if sandbox.proc else None
         passes: list[dict[str, Any]] = []
         started = time.perf_counter()
-        systems = Systems(settings)
+        connections = Connections(settings)
         progress: PassProgress | PlainProgress = (PassProgress(console) if console.is_terminal
                                                   else PlainProgress(console))
         with PeakMemory(exclude=sandbox_pid) as memory, progress:
-            runner = Runner(settings, ledger, systems, clock_from_url(settings.clock_url), listener=progress.listener)
+            runner = Runner(settings, ledger, connections, clock_from_url(settings.clock_url),
+                            listener=progress.listener)
             for label, delta in TIMELINE:
                 if delta:
                     admin.advance(**delta)
@@ -186,14 +189,14 @@ def run_bench(console: Console, *, orders: int, seed: int, data_dir: Path) -> di
                 t0 = time.perf_counter()
                 report = runner.run_pass()
                 progress.finish()
-                passes.append({"pass": label, "orders_run": report.orders_run,
-                               "boss_list_reads": report.boss_list_reads,
+                list_reads = report.counters.get("boss_list_reads", 0)
+                passes.append({"pass": label, "orders_run": report.items_run, "boss_list_reads": list_reads,
                                "seconds": round(time.perf_counter() - t0, 2)})
-                console.print(f"  {label}: {report.orders_run} orders, BOSS list read {report.boss_list_reads}×, "
+                console.print(f"  {label}: {report.items_run} orders, BOSS list read {list_reads}×, "
                               f"{passes[-1]['seconds']} s")
-            systems.close()
+            connections.close()
         total = time.perf_counter() - started
-        known = {o.order_number: o for o in ledger.orders()}
+        known = {o.key: o for o in ledger.items()}
         placed = [o["order_number"] for o in admin.get("/admin/orders")]
         unsettled = [n for n in placed if n not in known or known[n].state not in ("done", "held")]
         api_errors = [s for o in known.values() for s in ledger.steps(o.id)
@@ -205,7 +208,7 @@ def run_bench(console: Console, *, orders: int, seed: int, data_dir: Path) -> di
             "wall_seconds": round(total, 1),
             "peak_memory_mib": round(memory.peak_kib / 1024, 1),
             "passes": passes,
-            "paths": summarize(ledger.orders()),
+            "paths": summarize(ledger.items()),
             "placed_orders": len(placed),
             "completed": sum(known[n].state == "done" for n in placed if n in known),
             "held": sum(known[n].state == "held" for n in placed if n in known),

@@ -1,11 +1,15 @@
-"""The ``kuroko`` command."""
+"""The ``kuroko`` command. It finds the procedures through their registration (kuroko/registry.py):
+``run``, ``status``, ``show``, ``release``, ``replay``, ``report`` and ``schedule`` work the same for
+every one, and each procedure may add commands of its own (procedure A's ``ship``)."""
 
 from __future__ import annotations
 
+import inspect
 import signal
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -17,12 +21,12 @@ from rich.table import Table
 
 from kuroko.clock import clock_from_url
 from kuroko.errors import ConfigurationError, KurokoError
-from kuroko.ledger import Ledger, Order, OrderState
+from kuroko.ledger import ItemState, Ledger, WorkItem
 from kuroko.settings import Settings, get_settings
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="Kuroko, the order-desk robot: Rakuten physical-SIM orders through BOSS, RMS, Zendesk "
-                       "and Amazon MCF.")
+                  help="Kuroko, the order-desk robot: runs the order desk's procedures (Rakuten orders through "
+                       "BOSS, RMS, Zendesk and Amazon MCF, and whatever else is registered).")
 console = Console()
 err = Console(stderr=True)
 
@@ -32,11 +36,15 @@ PauseOpt = Annotated[bool, typer.Option("--pause-on-error", help="Open the Playw
                                                                   "step (use with --headed).")]
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Walk the steps, touch nothing, print what would "
                                                           "have been done.")]
+ProcedureOpt = Annotated[str | None, typer.Option("--procedure", "-p", help="The procedure the item belongs to "
+                                                                           "(when a key names items of several).")]
+ProceduresOpt = Annotated[list[str] | None, typer.Option("--procedure", "-p", help="Only this procedure (repeat for "
+                                                                                  "several); default: all.")]
 
 
-def fail(message: str) -> None:
+def fail(message: str, code: int = 2) -> None:
     err.print(f"[bold red]error:[/] {message}")
-    raise typer.Exit(2)
+    raise typer.Exit(code)
 
 
 def open_ledger(settings: Settings) -> Ledger:
@@ -47,61 +55,89 @@ def local(settings: Settings, moment: datetime | None) -> str:
     return moment.astimezone(ZoneInfo(settings.timezone)).strftime("%Y-%m-%d %H:%M") if moment else "-"
 
 
-def find_order_or_fail(ledger: Ledger, order_number: str) -> Order:
-    order = ledger.find_order(order_number)
-    if order is None:
-        fail(f"the ledger has no order {order_number!r}. `kuroko status` lists the orders it knows.")
-        raise AssertionError
-    return order
+def find_item_or_fail(ledger: Ledger, ref: str, procedure: str | None = None) -> WorkItem:
+    """An item by its key (with ``--procedure`` when several procedures have that key) or by its
+    ledger id written ``#N``."""
+    if ref.startswith("#") and ref[1:].isdigit():
+        try:
+            return ledger.get_item(int(ref[1:]))
+        except KeyError:
+            fail(f"the ledger has no item {ref}.")
+    found = ledger.find_items(ref, procedure)
+    if not found:
+        where = f" in {procedure}" if procedure else ""
+        fail(f"the ledger has no item {ref!r}{where}. `kuroko status` lists the items it knows.")
+    if len(found) > 1:
+        options = ", ".join(f"{i.procedure} (#{i.id})" for i in found)
+        fail(f"{ref} names items of several procedures: {options}. Add --procedure NAME, or give the item as #ID.")
+    return found[0]
 
 
-def make_runner(settings: Settings, *, dry_run: bool = False, headed: bool = False, slow_mo: int = 0,
-                trace: str = "retain-on-failure", listener: Any = None, pause_on_error: bool = False) -> Any:
+def load_procedures_or_fail(names: list[str] | None = None) -> list[Any]:
+    from kuroko.registry import load_procedures, select
+
+    try:
+        return select(load_procedures(), names)
+    except ConfigurationError as exc:
+        fail(exc.message)
+        raise AssertionError from exc
+
+
+def make_runner(settings: Settings, *, procedures: list[str] | None = None, dry_run: bool = False,
+                headed: bool = False, slow_mo: int = 0, trace: str = "retain-on-failure", listener: Any = None,
+                pause_on_error: bool = False) -> Any:
+    from kuroko.connections import Connections
     from kuroko.logs import setup_logging
     from kuroko.runner import Runner
-    from kuroko.systems import Systems
 
+    chosen = load_procedures_or_fail(procedures)
     setup_logging(settings, console=listener is None)
     ledger = open_ledger(settings)
     if trace not in ("retain-on-failure", "on", "off"):
         fail(f"--trace {trace!r}: use retain-on-failure, on or off")
-    systems = Systems(settings, headless=False if headed else None, slow_mo_ms=slow_mo or None,
-                      tracing=trace != "off")
     if pause_on_error and not headed:
         fail("--pause-on-error needs --headed: the inspector opens on the visible browser")
-    return Runner(settings, ledger, systems, clock_from_url(settings.clock_url), dry_run=dry_run, trace=trace,
-                  listener=listener, pause_on_error=pause_on_error)
+    connections = Connections(settings, headless=False if headed else None, slow_mo_ms=slow_mo or None,
+                              tracing=trace != "off")
+    return Runner(settings, ledger, connections, clock_from_url(settings.clock_url), procedures=chosen,
+                  dry_run=dry_run, trace=trace, listener=listener, pause_on_error=pause_on_error)
 
 
 def print_report(report: Any, *, dry_run: bool) -> None:
     for line in report.intake:
         console.print(f"  intake: {line}")
     if report.intake_error:
-        console.print(f"[yellow]New tickets not taken in:[/] {report.intake_error}")
+        console.print(f"[yellow]New work not taken in:[/] {report.intake_error}")
     if dry_run:
         console.print("[bold]Dry run — nothing was changed. What would have been done:[/]")
         for action in report.actions or ["nothing"]:
             console.print(f"  {action}")
-    outcomes = ", ".join(f"{k} {v}" for k, v in sorted(report.outcomes.items())) or "no order was due"
-    console.print(f"Pass at {report.started_at:%Y-%m-%d %H:%M} UTC: {report.orders_run} orders run ({outcomes}); "
-                  f"BOSS list read {report.boss_list_reads}×")
+    outcomes = ", ".join(f"{k} {v}" for k, v in sorted(report.outcomes.items())) or "nothing was due"
+    counted = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in sorted(report.counters.items()))
+    console.print(f"Pass at {report.started_at:%Y-%m-%d %H:%M} UTC: {report.items_run} items run ({outcomes})"
+                  + (f"; {counted}" if counted else ""))
     if report.stopped_early:
         console.print(f"[yellow]Stopped early:[/] {report.stopped_early}")
 
 
+def configuration_stop(exc: ConfigurationError) -> None:
+    """A setting is wrong: say which, exit non-zero; nothing was handed to a person for it."""
+    fail(f"configuration: {exc.message}\nNothing was handed to a person for this; fix the setting and run again.")
+
+
 @app.command()
-def run(once: Annotated[bool, typer.Option("--once", help="One pass over the due orders, then exit.")] = False,
-        dry_run: DryRunOpt = False, headed: HeadedOpt = False, slow_mo: SlowMoOpt = 0,
-        pause_on_error: PauseOpt = False,
+def run(once: Annotated[bool, typer.Option("--once", help="One pass over the due items, then exit.")] = False,
+        procedure: ProceduresOpt = None, dry_run: DryRunOpt = False, headed: HeadedOpt = False,
+        slow_mo: SlowMoOpt = 0, pause_on_error: PauseOpt = False,
         interval: Annotated[float, typer.Option(help="Seconds between passes (without --once).")] = 60,
         trace: Annotated[str, typer.Option(help="retain-on-failure | on | off")] = "retain-on-failure") -> None:
-    """Process every due order (once, or polling until Ctrl+C)."""
+    """Take in new work and run every due item of every procedure (once, or polling until Ctrl+C)."""
     from kuroko.ops.progress import PassProgress
 
     settings = get_settings()
     with PassProgress(console) as progress:
-        runner = make_runner(settings, dry_run=dry_run, headed=headed, slow_mo=slow_mo, trace=trace,
-                             listener=progress.listener, pause_on_error=pause_on_error)
+        runner = make_runner(settings, procedures=procedure, dry_run=dry_run, headed=headed, slow_mo=slow_mo,
+                             trace=trace, listener=progress.listener, pause_on_error=pause_on_error)
 
         def stop(signum: int, _frame: Any) -> None:
             runner.stop_requested = True
@@ -120,61 +156,69 @@ def run(once: Annotated[bool, typer.Option("--once", help="One pass over the due
                     time.sleep(0.2)
                 if runner.stop_requested:
                     break
+        except ConfigurationError as exc:
+            progress.finish()
+            configuration_stop(exc)
         except KurokoError as exc:
             fail(exc.message)
         finally:
-            runner.systems.close()
+            runner.connections.close()
 
 
 @app.command()
-def status() -> None:
-    """Every order the robot knows: counts by state and path, held orders with their reasons."""
+def status(procedure: ProceduresOpt = None) -> None:
+    """Every work item the robot knows, by procedure: counts by state and path, held items with their
+    reasons, waiting items with their next step."""
     settings = get_settings()
     ledger = open_ledger(settings)
-    orders = ledger.orders()
-    if not orders:
-        console.print("The ledger is empty: no order has been taken in yet (`kuroko run --once`).")
+    items = [i for i in ledger.items() if not procedure or i.procedure in procedure]
+    if not items:
+        console.print("The ledger is empty: nothing has been taken in yet (`kuroko run --once`).")
         return
-    counts = Counter((o.state, o.path or "-") for o in orders)
-    table = Table(title=f"{len(orders)} orders")
-    for col in ("state", "path", "orders"):
+    counts = Counter((i.procedure, i.state, i.path or "-") for i in items)
+    table = Table(title=f"{len(items)} work items")
+    for col in ("procedure", "state", "path", "items"):
         table.add_column(col)
-    for (state, path), n in sorted(counts.items()):
-        table.add_row(state, path, str(n))
+    for (proc, state, path), n in sorted(counts.items()):
+        table.add_row(proc, state, path, str(n))
     console.print(table)
-    held = [o for o in orders if o.state == OrderState.HELD.value]
+    held = [i for i in items if i.state == ItemState.HELD.value]
     if held:
         t = Table(title="Held for a person")
-        for col in ("order", "ticket", "step", "reason"):
+        for col in ("procedure", "item", "ticket", "step", "reason"):
             t.add_column(col, overflow="fold")
-        for o in held:
-            t.add_row(o.order_number, str(o.ticket_id or "-"), o.step, o.hold_reason or "-")
+        for i in held:
+            t.add_row(i.procedure, i.key, str(i.handover_ticket_id or i.ticket_id or "-"), i.step, i.hold_reason or "-")
         console.print(t)
-    waiting = [o for o in orders if o.state == OrderState.ACTIVE.value]
+    waiting = [i for i in items if i.state == ItemState.ACTIVE.value]
     if waiting:
         t = Table(title="Waiting")
-        for col in ("order", "next step", "due (JST)", "path"):
+        for col in ("procedure", "item", "next step", "due (JST)", "path"):
             t.add_column(col)
-        for o in waiting:
-            t.add_row(o.order_number, o.step, local(settings, o.next_due_at), o.path or "-")
+        for i in waiting:
+            t.add_row(i.procedure, i.key, i.step, local(settings, i.next_due_at), i.path or "-")
         console.print(t)
 
 
 @app.command()
-def show(order_number: str) -> None:
-    """One order: its state, every step outcome and the audit trail."""
+def show(item_ref: Annotated[str, typer.Argument(metavar="ITEM", help="The item's key (e.g. the order number) "
+                                                                     "or #ID.")],
+         procedure: ProcedureOpt = None) -> None:
+    """One work item: its state, every step outcome and the audit trail."""
     settings = get_settings()
     ledger = open_ledger(settings)
-    order = find_order_or_fail(ledger, order_number)
-    console.print(f"[bold]{order.order_number}[/]  ticket #{order.ticket_id}  state {order.state}  "
-                  f"step {order.step}  path {order.path or '-'}")
-    if order.hold_reason:
-        console.print(f"[yellow]held:[/] {order.hold_reason}")
+    item = find_item_or_fail(ledger, item_ref, procedure)
+    tickets = f"ticket #{item.ticket_id}" + (f" (hand-over ticket #{item.handover_ticket_id})"
+                                              if item.handover_ticket_id else "")
+    console.print(f"[bold]{item.key}[/]  {item.procedure} #{item.id}  {tickets}  state {item.state}  "
+                  f"step {item.step}  path {item.path or '-'}")
+    if item.hold_reason:
+        console.print(f"[yellow]held:[/] {item.hold_reason}")
     steps = Table(title="Steps")
     for col in ("step", "status", "attempt", "ref", "detail / error"):
         steps.add_column(col, overflow="fold")
     evidence: list[str] = []
-    for s in ledger.steps(order.id):
+    for s in ledger.steps(item.id):
         steps.add_row(s.name, s.status, str(s.attempt), s.external_ref or "", s.error_message or s.detail or "")
         evidence += [f"{s.name} (attempt {s.attempt}): {path}" for path in s.evidence or []]
     console.print(steps)
@@ -185,143 +229,98 @@ def show(order_number: str) -> None:
     audit = Table(title="Audit trail")
     for col in ("when (JST)", "who", "system", "action", "detail"):
         audit.add_column(col, overflow="fold")
-    for e in ledger.audit_trail(order.id):
+    for e in ledger.audit_trail(item.id):
         audit.add_row(local(settings, e.at), e.actor, e.system, e.action, e.detail or "")
     console.print(audit)
 
 
 @app.command()
-def release(order_number: str) -> None:
-    """Let a held order go on from the step where it stopped (also removes the hold tag)."""
+def release(item_ref: Annotated[str, typer.Argument(metavar="ITEM", help="The item's key or #ID.")],
+            procedure: ProcedureOpt = None) -> None:
+    """Let a held item go on from the step where it stopped (also removes the hold tag)."""
+    from kuroko.connections import Connections
+    from kuroko.logs import setup_logging
     from kuroko.runner import Runner
-    from kuroko.systems import Systems
 
     settings = get_settings()
+    setup_logging(settings, console=False)
     ledger = open_ledger(settings)
-    order = find_order_or_fail(ledger, order_number)
-    if order.state != OrderState.HELD.value:
-        fail(f"order {order_number} is not held (it is {order.state}).")
-    runner = Runner(settings, ledger, Systems(settings), clock_from_url(settings.clock_url))
-    runner.release(order, runner.clock.now(), by="person (kuroko release)", remove_tag=True)
-    console.print(f"Released {order_number}: it goes on from '{order.step}' at the next pass.")
-
-
-@app.command()
-def ship(order_number: str,
-         carrier: Annotated[str, typer.Option(help="RMS shipping company (e.g. 日本郵便) or carrier code.")],
-         tracking: Annotated[str, typer.Option(help="The parcel's tracking number.")]) -> None:
-    """Give an office shipment its carrier and tracking number; the robot then sends the shipping mail."""
-    from bots.rakuten_sim_order import rules as order_rules
-    from services.rakuten_mail import normalize_tracking_number
-
-    rules = order_rules()
-    settings = get_settings()
-    ledger = open_ledger(settings)
-    order = find_order_or_fail(ledger, order_number)
-    if order.facts.get("shipment") != "office":
-        fail(f"order {order_number} is not an office shipment (Amazon ships it).")
-    rms_carrier = rules.carrier_map.get(carrier, carrier)
-    if rms_carrier not in set(rules.carrier_map.values()):
-        fail(f"unknown carrier {carrier!r}; use one of: {', '.join(sorted(set(rules.carrier_map.values())))}")
+    item = find_item_or_fail(ledger, item_ref, procedure)
+    if item.state != ItemState.HELD.value:
+        fail(f"{item.key} ({item.procedure}) is not held (it is {item.state}).")
+    connections = Connections(settings)
+    runner = Runner(settings, ledger, connections, clock_from_url(settings.clock_url),
+                    procedures=load_procedures_or_fail())
     try:
-        number = normalize_tracking_number(tracking)
-    except KurokoError as exc:
-        fail(exc.message)
-    now = clock_from_url(settings.clock_url).now()
-    ledger.update_order(order.id, now, next_due_at=now,
-                        facts={"carrier": rms_carrier, "tracking_number": number,
-                               "ship_date": local(settings, now)[:10]})
-    ledger.audit(order_id=order.id, at=now, actor="person (kuroko ship)", system="kuroko", action="office_shipped",
-                 detail={"carrier": rms_carrier, "tracking": number})
-    console.print(f"Recorded: {order_number} shipped by {rms_carrier}, tracking {number}. "
-                  "The shipping mail goes out at the next pass.")
+        runner.release(item, runner.clock.now(), by="person (kuroko release)", remove_tag=True)
+    except ConfigurationError as exc:
+        configuration_stop(exc)
+    finally:
+        connections.close()
+    console.print(f"Released {item.key}: it goes on from '{item.step}' at the next pass.")
 
 
 @app.command()
-def sandbox(base_port: Annotated[int, typer.Option(help="Admin API port; BOSS, RMS, Zendesk, SP-API follow.")] = 8100,
+def sandbox(base_port: Annotated[int, typer.Option(help="Admin API port; the systems follow.")] = 8100,
             scenario: Annotated[str | None, typer.Option(help="Seed a day of orders: 'day'.")] = None,
             seed: int = 1, orders: Annotated[int | None, typer.Option(help="How many orders.")] = None) -> None:
-    """Serve the sandbox of BOSS, RMS, Zendesk and SP-API in the foreground."""
+    """Serve the sandbox of every system in the foreground."""
     from sandbox.server import run as run_sandbox
 
     run_sandbox(base_port=base_port, scenario=scenario, seed=seed, orders=orders)
 
 
 @app.command()
-def replay(order_number: str,
+def replay(item_ref: Annotated[str, typer.Argument(metavar="ITEM", help="The item's key or #ID.")],
+           procedure: ProcedureOpt = None,
            from_step: Annotated[str | None, typer.Option("--from", help="Start at this step (default: first).")] = None,
            dry_run: DryRunOpt = False, headed: HeadedOpt = False, slow_mo: SlowMoOpt = 0,
            pause_on_error: PauseOpt = False,
            trace: Annotated[str, typer.Option(help="retain-on-failure | on | off")] = "on") -> None:
-    """Re-run one order's procedure now, reconciling as always (a finished order stays unchanged)."""
+    """Re-run one item's procedure now, reconciling as always (a finished item stays unchanged)."""
     settings = get_settings()
     runner = make_runner(settings, dry_run=dry_run, headed=headed, slow_mo=slow_mo, trace=trace,
                          pause_on_error=pause_on_error)
-    order = find_order_or_fail(runner.ledger, order_number)
+    item = find_item_or_fail(runner.ledger, item_ref, procedure)
     try:
-        result, actions = runner.replay(order.id, from_step=from_step)
+        result, actions = runner.replay(item.id, from_step=from_step)
+    except ConfigurationError as exc:
+        configuration_stop(exc)
     except KurokoError as exc:
         fail(exc.message)
     finally:
-        runner.systems.close()
+        runner.connections.close()
     verb = "would do" if dry_run else "did"
-    console.print(f"Replayed {order_number}: now {result}. It {verb}: {', '.join(actions) or 'nothing new'}")
+    console.print(f"Replayed {item.key} ({item.procedure}): now {result}. It {verb}: "
+                  f"{', '.join(actions) or 'nothing new'}")
 
 
 @app.command()
 def report(output: Annotated[Path | None, typer.Option("--output", "-o", help="Where to write the HTML.")] = None
            ) -> None:
-    """Write one self-contained HTML report of every order, its audit trail and evidence."""
+    """Write one self-contained HTML report of every work item, by procedure, with audit trails and evidence."""
     from kuroko.ops.report import write_report
 
     settings = get_settings()
-    path = write_report(settings, open_ledger(settings), output or settings.data_dir / "report.html")
+    titles = {p.name: p.title for p in load_procedures_or_fail()}
+    path = write_report(settings, open_ledger(settings), output or settings.data_dir / "report.html", titles=titles)
     console.print(f"Report written: {path.resolve()}")
 
 
 @app.command()
 def schedule(file: Annotated[Path | None, typer.Option("--file", help="Schedule TOML.")] = None) -> None:
-    """Run unattended: APScheduler runs the jobs in schedules/default.toml until SIGINT/SIGTERM."""
+    """Run unattended: APScheduler runs the jobs in schedules/default.toml until SIGINT/SIGTERM. A wrong
+    setting stops every job and exits non-zero (whatever supervises the robot restarts it after the fix)."""
     from kuroko.logs import setup_logging
     from kuroko.ops.schedule import DEFAULT_SCHEDULE, run_schedule
-    from kuroko.runner import Runner
-    from kuroko.systems import Systems
 
     settings = get_settings()
+    procedures = {p.name: p for p in load_procedures_or_fail()}
     setup_logging(settings)
-    ledger = open_ledger(settings)
-    clock = clock_from_url(settings.clock_url)
-    current: list[Any] = []
-    stopping: list[bool] = []
-
-    def run_bot(bot: str) -> None:
-        if stopping:
-            return
-        systems = Systems(settings)
-        runner = Runner(settings, ledger, systems, clock)
-        current[:] = [runner]
-        try:
-            report = runner.run_pass()
-            from loguru import logger
-
-            logger.info("pass done: {} orders run ({})", report.orders_run, dict(report.outcomes))
-        except Exception as exc:
-            from loguru import logger
-
-            logger.exception("the pass failed: {}", exc)
-        finally:
-            systems.close()
-            current.clear()
-
-    def on_stop() -> None:
-        stopping.append(True)
-        for runner in current:
-            runner.stop_requested = True
-
     try:
-        run_schedule(file or DEFAULT_SCHEDULE, run_bot, on_stop, settings.data_dir)
+        run_schedule(file or DEFAULT_SCHEDULE, settings, procedures)
     except ConfigurationError as exc:
-        fail(exc.message)
+        configuration_stop(exc)
 
 
 @app.command()
@@ -338,8 +337,46 @@ def demo(orders: Annotated[int, typer.Option(help="How many orders the seeded da
         raise typer.Exit(1)
 
 
+def procedure_command(fn: Callable[..., str], by: str) -> Callable[..., None]:
+    """A procedure's action ``fn(desk: DeskContext, …) -> str`` as a `kuroko` command: the same code
+    path as the console's button."""
+    from kuroko.procedure import DeskContext
+
+    signature = inspect.signature(fn, eval_str=True)
+    params = list(signature.parameters.values())[1:]
+
+    def command(**kwargs: Any) -> None:
+        settings = get_settings()
+        desk = DeskContext(ledger=open_ledger(settings), settings=settings,
+                           now=clock_from_url(settings.clock_url).now(), by=by)
+        try:
+            console.print(fn(desk, **kwargs))
+        except KurokoError as exc:
+            fail(exc.message)
+
+    command.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
+    command.__annotations__ = {p.name: p.annotation for p in params}
+    command.__name__ = fn.__name__
+    command.__doc__ = fn.__doc__
+    return command
+
+
+def add_procedure_commands() -> None:
+    from kuroko.registry import load_procedures
+
+    known = {c.name or (c.callback.__name__ if c.callback else "") for c in app.registered_commands}
+    for procedure in load_procedures().values():
+        for fn in procedure.commands:
+            if fn.__name__ in known:
+                raise ConfigurationError(f"procedure {procedure.name} brings a command {fn.__name__!r} that "
+                                         "already exists")
+            app.command(name=fn.__name__)(procedure_command(fn, by=f"person (kuroko {fn.__name__})"))
+            known.add(fn.__name__)
+
+
 def main() -> None:
     try:
+        add_procedure_commands()
         app()
     except ConfigurationError as exc:
         err.print(f"[bold red]configuration:[/] {exc.message}")

@@ -68,26 +68,30 @@ def sandbox_counts(admin: SandboxAdmin) -> dict[str, int]:
 
 
 def play_office_staff(ledger: Ledger, admin: SandboxAdmin, console: Console) -> None:
-    """The demo plays the office: office shipments get a carrier and tracking number."""
-    for n, order in enumerate(o for o in ledger.orders() if o.facts.get("shipment") == "office"
-                              and not o.facts.get("tracking_number") and o.state == "active"):
+    """The demo plays the office: office shipments get a carrier and tracking number, through the
+    same code path as `kuroko ship`."""
+    from bots.rakuten_sim_order import NAME, ship
+    from kuroko.procedure import DeskContext
+    from kuroko.settings import get_settings
+
+    desk = DeskContext(ledger=ledger, settings=get_settings(), now=admin.now(), by="person (demo office staff)")
+    for n, item in enumerate(i for i in ledger.items(procedure=NAME) if i.facts.get("shipment") == "office"
+                             and not i.facts.get("tracking_number") and i.state == "active"):
         tracking = f"4471-2033-{5100 + n:04d}"
-        ledger.update_order(order.id, admin.now(), next_due_at=admin.now(),
-                            facts={"carrier": "日本郵便", "tracking_number": tracking})
-        ledger.audit(order_id=order.id, at=admin.now(), actor="person (demo office staff)", system="kuroko",
-                     action="office_shipped", detail={"carrier": "日本郵便", "tracking": tracking})
-        console.print(f"  [dim](the demo plays the office: kuroko ship {order.order_number} --carrier 日本郵便 "
+        ship(desk, item.key, carrier="日本郵便", tracking=tracking)
+        console.print(f"  [dim](the demo plays the office: kuroko ship {item.key} --carrier 日本郵便 "
                       f"--tracking {tracking})[/]")
 
 
 def run_demo(console: Console, *, orders: int = 50, seed: int = 20261120, data_dir: Path = Path("data/demo"),
              headed: bool = False) -> DemoResult:
     from kuroko.clock import clock_from_url
+    from kuroko.connections import Connections
     from kuroko.logs import setup_logging
     from kuroko.ops.progress import PassProgress
     from kuroko.ops.report import write_report
     from kuroko.runner import Runner
-    from kuroko.systems import Systems
+    from kuroko.settings import reload_settings
 
     if data_dir.exists():
         shutil.rmtree(data_dir)
@@ -95,16 +99,17 @@ def run_demo(console: Console, *, orders: int = 50, seed: int = 20261120, data_d
     with SandboxProcess(scenario="day", seed=seed, orders=orders) as admin:
         saved = {k: os.environ.get(k) for k in admin.robot_env()}
         os.environ.update(admin.robot_env())
+        reload_settings()
         try:
             settings = Settings(data_dir=data_dir, headless=not headed)
             setup_logging(settings, console=False)
             ledger = Ledger(settings.ledger_database_url())
             console.print(f"Sandbox up: BOSS {admin.urls['boss']}/orders · RMS {admin.urls['rms']} · "
                           f"Zendesk {admin.urls['zendesk']} · SP-API {admin.urls['spapi']}")
-            systems = Systems(settings, headless=not headed)
+            connections = Connections(settings, headless=not headed)
             try:
                 with PassProgress(console) as progress:
-                    runner = Runner(settings, ledger, systems, clock_from_url(settings.clock_url),
+                    runner = Runner(settings, ledger, connections, clock_from_url(settings.clock_url),
                                     listener=progress.listener)
                     for label, delta in TIMELINE:
                         if delta:
@@ -113,9 +118,9 @@ def run_demo(console: Console, *, orders: int = 50, seed: int = 20261120, data_d
                         report = runner.run_pass()
                         progress.finish()
                         outcomes = ", ".join(f"{k} {v}" for k, v in sorted(report.outcomes.items())) or "nothing due"
-                        console.print(f"[cyan]{label}[/]: {report.orders_run} orders worked ({outcomes})")
+                        console.print(f"[cyan]{label}[/]: {report.items_run} items worked ({outcomes})")
             finally:
-                systems.close()
+                connections.close()
             result = DemoResult(robot_counts(ledger), sandbox_counts(admin),
                                 write_report(settings, ledger, data_dir / "report.html", title="Kuroko demo"),
                                 settings.ledger_database_url())
@@ -131,8 +136,8 @@ def run_demo(console: Console, *, orders: int = 50, seed: int = 20261120, data_d
 
 
 def print_summary(console: Console, ledger: Ledger, result: DemoResult) -> None:
-    orders = ledger.orders()
-    outcome = Table(title="Orders")
+    orders = ledger.items()
+    outcome = Table(title="Work items")
     for col in ("outcome", "path", "orders"):
         outcome.add_column(col)
     for (state, path), n in sorted(Counter((o.state, o.path or "-") for o in orders).items()):

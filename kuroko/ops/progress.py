@@ -1,4 +1,4 @@
-"""Progress on a terminal (rich) while a pass works through the due orders."""
+"""Progress on a terminal (rich) while a pass works through the due items."""
 
 from __future__ import annotations
 
@@ -26,9 +26,9 @@ class PassProgress:
 
     def listener(self, event: str, data: dict[str, Any]) -> None:
         if event == "pass_started":
-            self.task = self.progress.add_task("orders", total=data["due"], order="")
-        elif event == "order_done" and self.task is not None:
-            self.progress.update(self.task, completed=data["index"], order=f"{data['order']} → {data['outcome']}")
+            self.task = self.progress.add_task("items", total=data["due"], order="")
+        elif event == "item_done" and self.task is not None:
+            self.progress.update(self.task, completed=data["index"], order=f"{data['item']} → {data['outcome']}")
 
     def finish(self) -> None:
         if self.task is not None:

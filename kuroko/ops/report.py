@@ -1,5 +1,6 @@
-"""``kuroko report``: one self-contained HTML file of what the robot did — orders by outcome, each
-order's audit trail, held orders with their reasons, failure screenshots inline, links to traces."""
+"""``kuroko report``: one self-contained HTML file of what the robot did — work items by procedure
+and outcome, each item's audit trail, held items with their reasons, failure screenshots inline,
+links to traces."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from kuroko.ledger import Ledger, Order, OrderState
+from kuroko.ledger import ItemState, Ledger, WorkItem
 from kuroko.logs import redact
 from kuroko.settings import Settings
 
@@ -54,7 +55,7 @@ def _evidence_html(paths: list[str], out_dir: Path) -> str:
     return "".join(parts)
 
 
-def order_section(settings: Settings, ledger: Ledger, order: Order, out_dir: Path) -> str:
+def item_section(settings: Settings, ledger: Ledger, order: WorkItem, out_dir: Path) -> str:
     rows = []
     evidence: list[str] = []
     for step in ledger.steps(order.id):
@@ -70,8 +71,9 @@ def order_section(settings: Settings, ledger: Ledger, order: Order, out_dir: Pat
     )
     hold = f"<p><b>Held:</b> {_esc(order.hold_reason)}</p>" if order.hold_reason else ""
     return (
-        f'<details class="{order.state}" id="{_esc(order.order_number)}"><summary>{_esc(order.order_number)} — '
-        f'{_esc(order.state)} · {_esc(order.path or "-")} · ticket #{order.ticket_id} · next: {_esc(order.step)}'
+        f'<details class="{order.state}" id="item-{order.id}"><summary>{_esc(order.key)} — '
+        f'{_esc(order.state)} · {_esc(order.path or "-")} · ticket #{order.handover_ticket_id or order.ticket_id} · '
+        f'next: {_esc(order.step)}'
         f"</summary>{hold}"
         "<table><tr><th>step</th><th>status</th><th>attempt</th><th>reference</th><th>detail / error</th></tr>"
         f"{''.join(rows)}</table>"
@@ -80,32 +82,38 @@ def order_section(settings: Settings, ledger: Ledger, order: Order, out_dir: Pat
     )
 
 
-def write_report(settings: Settings, ledger: Ledger, path: Path, *, title: str = "Kuroko report") -> Path:
+def write_report(settings: Settings, ledger: Ledger, path: Path, *, title: str = "Kuroko report",
+                 titles: dict[str, str] | None = None) -> Path:
+    """``titles``: each procedure's name for people (procedure → title)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    orders = ledger.orders()
-    by_outcome = Counter((o.state, o.path or "-") for o in orders)
-    summary = "".join(f"<tr><td>{_esc(s)}</td><td>{_esc(p)}</td><td>{n}</td></tr>"
-                      for (s, p), n in sorted(by_outcome.items()))
-    held = [o for o in orders if o.state == OrderState.HELD.value]
+    titles = titles or {}
+    items = ledger.items()
+    by_outcome = Counter((i.procedure, i.state, i.path or "-") for i in items)
+    summary = "".join(f"<tr><td>{_esc(titles.get(proc, proc))}</td><td>{_esc(s)}</td><td>{_esc(p)}</td>"
+                      f"<td>{n}</td></tr>" for (proc, s, p), n in sorted(by_outcome.items()))
+    held = [i for i in items if i.state == ItemState.HELD.value]
     held_rows = "".join(
-        f'<tr><td><a href="#{_esc(o.order_number)}">{_esc(o.order_number)}</a></td><td>{o.ticket_id}</td>'
-        f"<td>{_esc(o.step)}</td><td>{_esc(o.hold_code)}</td><td>{_esc(o.hold_reason)}</td></tr>"
-        for o in held
+        f'<tr><td>{_esc(titles.get(i.procedure, i.procedure))}</td><td><a href="#item-{i.id}">{_esc(i.key)}</a></td>'
+        f"<td>{i.handover_ticket_id or i.ticket_id}</td><td>{_esc(i.step)}</td><td>{_esc(i.hold_code)}</td>"
+        f"<td>{_esc(i.hold_reason)}</td></tr>"
+        for i in held
     )
     sections = []
-    for state in (OrderState.HELD.value, OrderState.ACTIVE.value, OrderState.DONE.value):
-        group = [o for o in orders if o.state == state]
-        if group:
-            sections.append(f"<h2>{state} ({len(group)})</h2>"
-                            + "".join(order_section(settings, ledger, o, path.parent) for o in group))
+    for procedure in sorted({i.procedure for i in items}):
+        sections.append(f"<h2>{_esc(titles.get(procedure, procedure))} <small>({_esc(procedure)})</small></h2>")
+        for state in (ItemState.HELD.value, ItemState.ACTIVE.value, ItemState.DONE.value):
+            group = [i for i in items if i.state == state and i.procedure == procedure]
+            if group:
+                sections.append(f"<h3>{state} ({len(group)})</h3>"
+                                + "".join(item_section(settings, ledger, i, path.parent) for i in group))
     document = (
         f'<!doctype html><html lang="ja"><head><meta charset="utf-8"><title>{_esc(title)}</title>'
         f"<style>{STYLE}</style></head><body><h1>{_esc(title)}</h1>"
-        f"<p>{len(orders)} orders · written {datetime.now(ZoneInfo(settings.timezone)):%Y-%m-%d %H:%M} JST</p>"
-        "<h2>Orders by outcome</h2><table><tr><th>state</th><th>path</th><th>orders</th></tr>"
-        f"{summary}</table>"
+        f"<p>{len(items)} work items · written {datetime.now(ZoneInfo(settings.timezone)):%Y-%m-%d %H:%M} JST</p>"
+        "<h2>Work items by procedure and outcome</h2><table><tr><th>procedure</th><th>state</th><th>path</th>"
+        f"<th>items</th></tr>{summary}</table>"
         "<h2>Held for a person</h2>"
-        + ("<table><tr><th>order</th><th>ticket</th><th>step</th><th>code</th><th>reason</th></tr>"
+        + ("<table><tr><th>procedure</th><th>item</th><th>ticket</th><th>step</th><th>code</th><th>reason</th></tr>"
            f"{held_rows}</table>" if held else "<p>None.</p>")
         + "".join(sections) + "</body></html>"
     )

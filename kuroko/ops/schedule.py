@@ -1,8 +1,11 @@
-"""``kuroko schedule``: APScheduler 3.x running the jobs in schedules/*.toml, unattended.
+"""``kuroko schedule``: APScheduler 3.x running the jobs in schedules/*.toml, unattended — a job
+per procedure (or several procedures in one job), each with its own trigger.
 
 One scheduler per ledger: a lock file in the data directory makes a second ``kuroko schedule``
-refuse to start (and leases keep any other robot off the orders this one holds). SIGINT/SIGTERM
-finish the step in hand, then stop.
+refuse to start (and leases keep any other robot off the items this one holds). SIGINT/SIGTERM
+finish the step in hand, then stop. A ``ConfigurationError`` in any job (a missing Chromium, a
+wrong setting) stops every job and the scheduler, which then exits non-zero naming the setting:
+whatever supervises it restarts it once the setting is fixed.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import fcntl
 import os
 import signal
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import IO, Any
 
@@ -21,11 +24,12 @@ from apscheduler.triggers.interval import IntervalTrigger
 from loguru import logger
 
 from kuroko.errors import ConfigurationError
+from kuroko.procedure import Procedure
+from kuroko.settings import Settings
 
 DEFAULT_SCHEDULE = Path(__file__).resolve().parents[2] / "schedules" / "default.toml"
 INTERVAL_KEYS = ("weeks", "days", "hours", "minutes", "seconds")
 CRON_KEYS = ("year", "month", "day", "week", "day_of_week", "hour", "minute", "second")
-BOTS = ("rakuten_sim_order",)
 
 
 class ScheduleLock:
@@ -60,7 +64,12 @@ class ScheduleLock:
             self._file = None
 
 
-def load_jobs(path: Path) -> tuple[str, list[dict[str, Any]]]:
+def job_procedures(job: dict[str, Any]) -> list[str]:
+    named = job.get("procedures", job.get("procedure"))
+    return [named] if isinstance(named, str) else list(named or [])
+
+
+def load_jobs(path: Path, known: Iterable[str]) -> tuple[str, list[dict[str, Any]]]:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -70,12 +79,18 @@ def load_jobs(path: Path) -> tuple[str, list[dict[str, Any]]]:
     jobs = data.get("jobs") or []
     if not jobs:
         raise ConfigurationError(f"{path} defines no [[jobs]]")
+    known = list(known)
     for job in jobs:
-        for key in ("id", "bot", "trigger"):
+        for key in ("id", "trigger"):
             if key not in job:
                 raise ConfigurationError(f"{path}: a job has no {key!r}")
-        if job["bot"] not in BOTS:
-            raise ConfigurationError(f"{path}: job {job['id']!r} names bot {job['bot']!r}; known: {', '.join(BOTS)}")
+        names = job_procedures(job)
+        if not names:
+            raise ConfigurationError(f"{path}: job {job['id']!r} names no procedure (procedure = \"…\")")
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise ConfigurationError(f"{path}: job {job['id']!r} names procedure(s) {', '.join(unknown)}; "
+                                     f"registered: {', '.join(known)}")
     return str(data.get("timezone", "Asia/Tokyo")), jobs
 
 
@@ -90,17 +105,17 @@ def make_trigger(job: dict[str, Any], timezone: str) -> IntervalTrigger | CronTr
     raise ConfigurationError(f"job {job['id']!r}: trigger must be 'interval' or 'cron', not {job['trigger']!r}")
 
 
-def build_scheduler(path: Path, run_bot: Callable[[str], None]) -> BlockingScheduler:
-    timezone, jobs = load_jobs(path)
+def build_scheduler(path: Path, run_job: Callable[[list[str]], None], known: Iterable[str]) -> BlockingScheduler:
+    timezone, jobs = load_jobs(path, known)
     scheduler = BlockingScheduler(timezone=timezone)
     for job in jobs:
         scheduler.add_job(
-            run_bot, make_trigger(job, timezone), args=[job["bot"]], id=job["id"], name=job["id"],
+            run_job, make_trigger(job, timezone), args=[job_procedures(job)], id=job["id"], name=job["id"],
             coalesce=bool(job.get("coalesce", True)), max_instances=int(job.get("max_instances", 1)),
             misfire_grace_time=int(job.get("misfire_grace_time", 300)), replace_existing=True,
             next_run_time=None if job.get("wait_first") else _now(timezone),
         )
-        logger.info("job {} ({}) scheduled: {}", job["id"], job["bot"], job["trigger"])
+        logger.info("job {} ({}) scheduled: {}", job["id"], ", ".join(job_procedures(job)), job["trigger"])
     return scheduler
 
 
@@ -111,20 +126,61 @@ def _now(timezone: str) -> Any:
     return datetime.now(ZoneInfo(timezone))
 
 
-def run_schedule(path: Path, run_bot: Callable[[str], None], on_stop: Callable[[], None], data_dir: Path) -> None:
-    """Block until SIGINT/SIGTERM; ``on_stop`` asks the pass in hand to finish its step and stop."""
-    lock = ScheduleLock(data_dir)
+def run_schedule(path: Path, settings: Settings, procedures: dict[str, Procedure]) -> None:
+    """Block until SIGINT/SIGTERM (or a configuration error in a job, raised here)."""
+    from kuroko.clock import clock_from_url
+    from kuroko.connections import Connections
+    from kuroko.ledger import Ledger
+    from kuroko.runner import Runner
+
+    lock = ScheduleLock(settings.data_dir)
     lock.acquire()
-    scheduler = build_scheduler(path, run_bot)
+    ledger = Ledger(settings.ledger_database_url())
+    clock = clock_from_url(settings.clock_url)
+    current: list[Runner] = []
+    stopping: list[bool] = []
+    fatal: list[ConfigurationError] = []
+    scheduler: BlockingScheduler | None = None
 
-    def stop(signum: int, _frame: Any) -> None:
+    def run_job(names: list[str]) -> None:
+        if stopping:
+            return
+        # Connections per pass: zenpy reads its sandbox switches from the process environment, so
+        # a helpdesk client is never shared between the scheduler's threads.
+        connections = Connections(settings)
+        runner = Runner(settings, ledger, connections, clock, procedures=[procedures[n] for n in names])
+        current[:] = [runner]
+        try:
+            report = runner.run_pass()
+            logger.info("pass of {} done: {} items run ({})", ", ".join(names), report.items_run, dict(report.outcomes))
+        except ConfigurationError as exc:
+            logger.error("configuration: {} — stopping every job", exc.message)
+            fatal.append(exc)
+            stop_all()
+        except Exception as exc:
+            logger.exception("the pass failed: {}", exc)
+        finally:
+            connections.close()
+            current.clear()
+
+    def stop_all() -> None:
+        stopping.append(True)
+        for runner in current:
+            runner.stop_requested = True
+        if scheduler is not None:
+            scheduler.shutdown(wait=False)
+
+    def on_signal(signum: int, _frame: Any) -> None:
         logger.info("signal {}: finishing the step in hand, then stopping", signum)
-        on_stop()
-        scheduler.shutdown(wait=False)
+        stop_all()
 
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
     try:
+        scheduler = build_scheduler(path, run_job, procedures)
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
         scheduler.start()
     finally:
+        ledger.close()
         lock.release()
+    if fatal:
+        raise fatal[0]

@@ -12,8 +12,15 @@ from playwright.sync_api import Dialog
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from pydantic import BaseModel
 
-from kuroko.errors import OrderMismatch, OrderNotInBoss, PageChanged, SessionExpired
+from kuroko.errors import BusinessRuleError, OrderMismatch, PageChanged, SessionExpired
 from pages.boss.site import BossSite
+
+
+class OrderNotInBoss(BusinessRuleError):
+    """The order is not on the BOSS list (after the bounded wait), or BOSS has no page for it."""
+
+    code = "order_not_in_boss"
+
 
 DELETED = "Deleted"
 """The state BOSS shows once `Order Deletion` went through."""

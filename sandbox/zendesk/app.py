@@ -68,8 +68,10 @@ def ticket_json(ticket: Ticket, base: str) -> dict[str, Any]:
     return {
         "url": f"{base}{API}/tickets/{ticket.id}.json",
         "id": ticket.id,
-        "external_id": None,
-        "via": via_json(ticket.channel, ticket.sender),
+        "external_id": ticket.external_id,
+        "via": via_json(ticket.channel, ticket.sender) if ticket.followup_source_id is None else {
+            "channel": "api", "source": {"from": {"ticket_id": ticket.followup_source_id}, "to": {},
+                                         "rel": "follow_up"}},
         "created_at": iso(ticket.created_at),
         "updated_at": iso(ticket.updated_at),
         "generated_timestamp": int(ticket.updated_at.timestamp()) if ticket.updated_at else 0,
@@ -95,7 +97,7 @@ def ticket_json(ticket: Ticket, base: str) -> dict[str, Any]:
         "custom_fields": [],
         "fields": [],
         "sharing_agreement_ids": [],
-        "followup_ids": [],
+        "followup_ids": list(ticket.followup_ids),
         "ticket_form_id": None,
         "brand_id": None,
         "allow_channelback": False,
@@ -389,6 +391,9 @@ def create_app(state: SandboxState) -> FastAPI:
         me(request)
         base = base_url(request)
         tickets = sorted(store().tickets.values(), key=lambda t: t.id)
+        external_id = request.query_params.get("external_id")
+        if external_id is not None:
+            tickets = [t for t in tickets if t.external_id == external_id]
         return paginate(request, store(), tickets, "tickets", lambda t: ticket_json(t, base))
 
     @route(["POST"], "/tickets", status_code=201)

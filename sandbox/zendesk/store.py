@@ -118,6 +118,10 @@ class Ticket:
     merged_into: int | None = None
     solved_at: datetime | None = None
     audits: list[Audit] = field(default_factory=list)
+    external_id: str | None = None
+    followup_source_id: int | None = None
+    """A follow-up ticket: the closed ticket it follows (``via_followup_source_id`` at creation)."""
+    followup_ids: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -405,6 +409,15 @@ class ZendeskStore:
         if not body.strip():
             raise invalid("description", "Description: cannot be blank")
         requester = self._requester(data, author)
+        followed = data.get("via_followup_source_id")
+        source = None
+        if followed is not None:
+            source = self.tickets.get(int(followed))
+            if source is None:
+                raise invalid("via_followup_source_id", f"Ticket #{followed} does not exist")
+            if source.status != "closed":
+                raise invalid("via_followup_source_id", f"Ticket #{followed} is not closed; only a closed ticket "
+                                                        "can have a follow-up")
         status = str(data.get("status") or "new")
         if status not in STATUS_RANK or status == "closed":
             raise invalid("status", f"Status: {status} is not valid for a new ticket")
@@ -414,7 +427,11 @@ class ZendeskStore:
             description=body, requester_id=requester.id, status=status, tags=_tags(data.get("tags")),
             created_at=now, updated_at=now, submitter_id=author.id, channel="api",
             priority=_choice(data, "priority", PRIORITIES), type=_choice(data, "type", TICKET_TYPES),
+            external_id=str(data["external_id"]) if data.get("external_id") else None,
+            followup_source_id=source.id if source is not None else None,
         )
+        if source is not None:
+            source.followup_ids.append(ticket.id)
         if status == "solved":
             ticket.solved_at = now
             ticket.assignee_id = author.id
@@ -425,7 +442,10 @@ class ZendeskStore:
         author_id = int(comment.get("author_id") or author.id)
         self._comment(ticket, audit, author_id=author_id, body=body, public=bool(comment.get("public", True)),
                       channel="api", record=False)
-        self.world.record("zendesk", "ticket_created", ticket_id=ticket.id, subject=ticket.subject)
+        self.world.record("zendesk", "ticket_created", ticket_id=ticket.id, subject=ticket.subject,
+                          requester_id=requester.id, requester_role=requester.role,
+                          first_comment_public=bool(comment.get("public", True)),
+                          followup_of=ticket.followup_source_id)
         return ticket, audit
 
     def _requester(self, data: dict[str, Any], author: User) -> User:
