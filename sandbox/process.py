@@ -76,7 +76,8 @@ class SandboxAdmin:
 
     def robot_env(self) -> dict[str, str]:
         """KUROKO_* variables that point the robot at this sandbox."""
-        env = {f"KUROKO_{name.upper()}_URL": self.urls[name] for name in ("boss", "rms", "zendesk", "spapi")}
+        systems = ("boss", "rms", "zendesk", "spapi", "tamago")
+        env = {f"KUROKO_{name.upper()}_URL": self.urls[name] for name in systems}
         env["KUROKO_LWA_URL"] = self.urls["spapi"]
         env["KUROKO_CLOCK_URL"] = self.admin + "/admin/clock"
         return {**env, **demo_credentials()}
@@ -89,6 +90,8 @@ def demo_credentials() -> dict[str, str]:
     from sandbox.boss.app import DEMO_USER as BOSS_USER
     from sandbox.rms.app import DEMO_PASSWORD as RMS_PASSWORD
     from sandbox.rms.app import DEMO_USER as RMS_USER
+    from sandbox.tamago.app import DEMO_PASSWORD as TAMAGO_PASSWORD
+    from sandbox.tamago.app import DEMO_USER as TAMAGO_USER
     from sandbox.zendesk.store import DEMO_AGENT_EMAIL, DEMO_API_TOKEN
 
     return {
@@ -97,6 +100,7 @@ def demo_credentials() -> dict[str, str]:
         "KUROKO_ZENDESK_EMAIL": DEMO_AGENT_EMAIL, "KUROKO_ZENDESK_TOKEN": DEMO_API_TOKEN,
         "KUROKO_LWA_CLIENT_ID": DEMO_CLIENT_ID, "KUROKO_LWA_CLIENT_SECRET": DEMO_CLIENT_SECRET,
         "KUROKO_SPAPI_REFRESH_TOKEN": DEMO_REFRESH_TOKEN,
+        "KUROKO_TAMAGO_USER": TAMAGO_USER, "KUROKO_TAMAGO_PASSWORD": TAMAGO_PASSWORD,
     }
 
 
