@@ -174,7 +174,7 @@ class NewCustomer(BaseModel):
     kana: str = ""
     email: str = ""
     blacklisted: bool = False
-    subscription: bool = Field(False, description="true: the customer already has a subscription")
+    subscription: bool = Field(default=False, description="true: the customer already has a subscription")
     subscription_active: bool = True
     interval_days: int = 30
 
@@ -191,14 +191,14 @@ class NewSubscription(BaseModel):
 
 
 class DiscountMatch(BaseModel):
-    rule: str = Field("phone+postal_code", description="which fields match the buyer: phone+postal_code, "
+    rule: str = Field(default="phone+postal_code", description="which fields match the buyer: phone+postal_code, "
                       "phone+name, postal_code+name")
     active: bool = True
     subscription: bool = True
 
 
 class NewOrder(BaseModel):
-    reason: str | None = Field(None, description=f"one of {', '.join(REASON_KEYS)}; data is made to fit")
+    reason: str | None = Field(default=None, description=f"one of {', '.join(REASON_KEYS)}; data is made to fit")
     reasons: list[str] = Field(default_factory=list)
     customer_id: str | None = None
     customer: NewCustomer | None = None
@@ -206,17 +206,18 @@ class NewOrder(BaseModel):
     payment_method: str | None = None
     subscription: bool = False
     subscription_id: str | None = None
-    cycle: int = Field(1, description="a new subscription order's 定期回数 (earlier ones already shipped)")
+    cycle: int = Field(default=1, description="a new subscription order's 定期回数 (earlier ones already shipped)")
     interval_days: int = 30
     shipping_fee: int | None = None
     ship_date: date | None = None
-    ship_in_days: int | None = Field(None, description="発送予定日 = today + N (negative: overdue)")
+    ship_in_days: int | None = Field(default=None, description="発送予定日 = today + N (negative: overdue)")
     paid_amount: int | None = None
     comment: str = ""
     derive: bool = True
-    blacklisted_match: bool = Field(True, description="blacklist_candidate: is the matching customer blacklisted")
+    blacklisted_match: bool = Field(default=True,
+                                    description="blacklist_candidate: is the matching customer blacklisted")
     discount_matches: list[DiscountMatch] | None = Field(
-        None, description="discount_candidate: the customers who match (default: one active subscriber)")
+        default=None, description="discount_candidate: the customers who match (default: one active subscriber)")
 
 
 class LabelRename(BaseModel):
