@@ -74,6 +74,18 @@ class SandboxAdmin:
     def audit(self, system: str | None = None, action: str | None = None) -> list[dict[str, Any]]:
         return self.get("/admin/audit", **{k: v for k, v in {"system": system, "action": action}.items() if v})
 
+    # --- たまごリピート (README: 'Sandbox admin API') ------------------------------------------------
+    def tamago_order(self, reason: str | None = None, **body: Any) -> dict[str, Any]:
+        """A たまご order flagged with ``reason`` (data made to fit); returns its full state."""
+        return self.post("/admin/tamago/orders", {"reason": reason, **body})
+
+    def tamago_customer(self, **body: Any) -> dict[str, Any]:
+        return self.post("/admin/tamago/customers", body)
+
+    def tamago(self, order_id: str) -> dict[str, Any]:
+        """A たまご order's full state, with its field-change history."""
+        return self.get(f"/admin/tamago/orders/{order_id}")
+
     def robot_env(self) -> dict[str, str]:
         """KUROKO_* variables that point the robot at this sandbox."""
         systems = ("boss", "rms", "zendesk", "spapi", "tamago")
