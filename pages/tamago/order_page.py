@@ -200,6 +200,10 @@ class TamagoOrderPage(TamagoPage):
         return self.read()
 
     # --- machinery -----------------------------------------------------------------------------
+    def _landed(self) -> None:
+        if self._order_id is not None and self.site.el("not_found.heading").count():
+            raise OrderVanished(self._order_id)
+
     def _back_on_order(self) -> None:
         if self._order_id is None:
             raise RuntimeError("open() a たまご order before acting on it")

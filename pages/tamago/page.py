@@ -85,6 +85,10 @@ class TamagoPage:
             raise SiteUnavailable(f"tamago: '{name}' was answered with HTTP {response.status}")
         if self.site.is_login_page():
             raise LoggedOut(name)
+        self._landed()
+
+    def _landed(self) -> None:
+        """Called on the page a click led to (a page object checks here that its subject still exists)."""
 
     def _expect_result(self, success: str, error: str, action: str, subject: str) -> None:
         """たまご's success message, or its error message as a clear error."""
