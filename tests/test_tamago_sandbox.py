@@ -313,3 +313,9 @@ def test_tamago_scenario_has_every_case(sandbox: Sandbox) -> None:
     assert inactive, "an inactive subscriber"
     assert len(orders) > 40, "注文検索 has more than one page"
     assert sandbox.reset(seed=3, scenario="tamago")["orders"] == flagged_ids, "deterministic"
+
+
+def test_world_state_and_summary_include_tamago(sandbox: Sandbox) -> None:
+    sandbox.tamago_order("remote_island")
+    assert sandbox.summary()["tamago_flagged"] == 1
+    assert len(sandbox.state()["tamago"]["orders"]) == 1
