@@ -458,3 +458,21 @@ def test_selectors_file_has_no_css() -> None:
     kinds = {kind for keys in specs.values() for spec in keys.values() for kind in spec}
     assert "css" not in kinds
     assert specs["flag_form"]["submit"] == {"role": "button", "name": "要対応を更新する", "exact": True}
+
+
+def test_the_tamago_scenario_reads_cleanly(tamago: Tamago, sandbox: Sandbox) -> None:
+    """The seeded queue, as the procedure will meet it: one search pass, then every flagged order
+    opened once; every reason message is known, the hand-set flag has none."""
+    flagged_ids = sandbox.reset(seed=5, scenario="tamago")["orders"]
+    listed = tamago.search.flagged()
+    assert sorted(o.order_id for o in listed) == sorted(flagged_ids)
+    kinds: set[Reason] = set()
+    hand_set = 0
+    for row in listed:
+        view = tamago.order.open(row.order_id)
+        assert view.flagged and view.reasons == row.reasons
+        assert None not in view.reason_kinds, view.reasons
+        kinds.update(k for k in view.reason_kinds if k is not None)
+        hand_set += view.hand_set
+    assert kinds == set(Reason) and hand_set == 1
+    assert len(tamago.logins) == 1
