@@ -476,3 +476,16 @@ def test_the_tamago_scenario_reads_cleanly(tamago: Tamago, sandbox: Sandbox) -> 
         hand_set += view.hand_set
     assert kinds == set(Reason) and hand_set == 1
     assert len(tamago.logins) == 1
+
+
+def test_release_after_a_half_release_finishes_the_other_field_only(tamago: Tamago, sandbox: Sandbox) -> None:
+    """A robot killed between the two 要対応設定 forms: the next visit releases only what is still 設定."""
+    order_id = sandbox.tamago_order("discount_candidate", subscription=True)["order_id"]
+    tamago.order.open(order_id)
+    half = tamago.order.update_flag("order", "解除", TODAY, "今回分")
+    assert half.flagged and not half.order_flag.is_set
+    view = tamago.order.release("残りを解除", TODAY)
+    assert view.released and view.order_flag.comment == "今回分"
+    state = sandbox.tamago(order_id)
+    assert [len(changes(state, f)) for f in ("flag", "subscription_flag", "status")] == [2, 2, 1]
+    assert [e["scope"] for e in sandbox.audit("tamago", "flag_updated")] == ["order", "subscription"]

@@ -56,7 +56,6 @@ from sandbox.tamago.store import (
     FLAG_RELEASED,
     FLAG_SET,
     INTERVALS,
-    MANUAL,
     PAYMENT_FAILED,
     PAYMENTS,
     REASON_KEYS,
@@ -669,4 +668,4 @@ def create_app(state: SandboxState) -> FastAPI:
     return app
 
 
-__all__ = ["DEMO_PASSWORD", "DEMO_USER", "MANUAL", "admin_router", "create_app"]
+__all__ = ["DEMO_PASSWORD", "DEMO_USER", "admin_router", "create_app"]
