@@ -73,6 +73,9 @@ def summary(world: World) -> dict[str, Any]:
         "boss_deletions": actions[("boss", "order_deleted")],
         "boss_cancellations": actions[("boss", "order_cancelled")],
         "mcf_orders": len(world.amazon.snapshot().get("fulfillment_orders", [])),
+        "tamago_flagged": len(world.tamago.flagged_orders()),
+        "tamago_released": actions[("tamago", "order_released")],
+        "tamago_corrected": actions[("tamago", "order_corrected")],
         "request_counts": dict(world.request_counts),
         "responses_429": dict(world.responses_429),
     }
@@ -150,6 +153,7 @@ def create_app(state: SandboxState) -> FastAPI:
             "rsl_stock": w().rsl_stock,
             "zendesk": w().zendesk.snapshot(),
             "amazon": w().amazon.snapshot(),
+            "tamago": w().tamago.snapshot(),
         }
 
     @app.get("/admin/summary")

@@ -74,9 +74,22 @@ class SandboxAdmin:
     def audit(self, system: str | None = None, action: str | None = None) -> list[dict[str, Any]]:
         return self.get("/admin/audit", **{k: v for k, v in {"system": system, "action": action}.items() if v})
 
+    # --- たまごリピート (README: 'Sandbox admin API') ------------------------------------------------
+    def tamago_order(self, reason: str | None = None, **body: Any) -> dict[str, Any]:
+        """A たまご order flagged with ``reason`` (data made to fit); returns its full state."""
+        return self.post("/admin/tamago/orders", {"reason": reason, **body})
+
+    def tamago_customer(self, **body: Any) -> dict[str, Any]:
+        return self.post("/admin/tamago/customers", body)
+
+    def tamago(self, order_id: str) -> dict[str, Any]:
+        """A たまご order's full state, with its field-change history."""
+        return self.get(f"/admin/tamago/orders/{order_id}")
+
     def robot_env(self) -> dict[str, str]:
         """KUROKO_* variables that point the robot at this sandbox."""
-        env = {f"KUROKO_{name.upper()}_URL": self.urls[name] for name in ("boss", "rms", "zendesk", "spapi")}
+        systems = ("boss", "rms", "zendesk", "spapi", "tamago")
+        env = {f"KUROKO_{name.upper()}_URL": self.urls[name] for name in systems}
         env["KUROKO_LWA_URL"] = self.urls["spapi"]
         env["KUROKO_CLOCK_URL"] = self.admin + "/admin/clock"
         return {**env, **demo_credentials()}
@@ -89,6 +102,8 @@ def demo_credentials() -> dict[str, str]:
     from sandbox.boss.app import DEMO_USER as BOSS_USER
     from sandbox.rms.app import DEMO_PASSWORD as RMS_PASSWORD
     from sandbox.rms.app import DEMO_USER as RMS_USER
+    from sandbox.tamago.app import DEMO_PASSWORD as TAMAGO_PASSWORD
+    from sandbox.tamago.app import DEMO_USER as TAMAGO_USER
     from sandbox.zendesk.store import DEMO_AGENT_EMAIL, DEMO_API_TOKEN
 
     return {
@@ -97,6 +112,7 @@ def demo_credentials() -> dict[str, str]:
         "KUROKO_ZENDESK_EMAIL": DEMO_AGENT_EMAIL, "KUROKO_ZENDESK_TOKEN": DEMO_API_TOKEN,
         "KUROKO_LWA_CLIENT_ID": DEMO_CLIENT_ID, "KUROKO_LWA_CLIENT_SECRET": DEMO_CLIENT_SECRET,
         "KUROKO_SPAPI_REFRESH_TOKEN": DEMO_REFRESH_TOKEN,
+        "KUROKO_TAMAGO_USER": TAMAGO_USER, "KUROKO_TAMAGO_PASSWORD": TAMAGO_PASSWORD,
     }
 
 

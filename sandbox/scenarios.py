@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 from sandbox.catalog import ESIM_SKUS
 from sandbox.world import ORDER_DETAILS_SUBJECT, RAKUTEN_SENDER, World
@@ -93,7 +94,48 @@ def stocked(world: World, seed: int, orders: int | None) -> list[str]:
     return []
 
 
-SCENARIOS: dict[str, Callable[[World, int, int | None], list[str]]] = {"day": day, "stocked": stocked}
+def tamago(world: World, seed: int, orders: int | None) -> list[str]:
+    """たまごリピート's 要対応 queue: one flagged order per reason of seed 001 (and a hand-set flag),
+    subscription orders, an overdue 発送予定日, 定期割引候補 with one, several and an inactive match,
+    a 離島 subscription order, and ``orders`` (default 30) ordinary unflagged orders so that 注文検索
+    has more than one page. Also the shelves of ``stocked``. Returns the flagged order ids."""
+    from sandbox.tamago.app import DiscountMatch, NewOrder, create_order
+
+    stocked(world, seed, orders)
+    flagged = [create_order(world, body).order_id for body in tamago_cases(DiscountMatch, NewOrder)]
+    for i in range(orders if orders is not None else 30):
+        create_order(world, NewOrder(subscription=i % 3 == 0, cycle=1 + i % 4))
+        world.advance(timedelta(minutes=7))
+    return flagged
+
+
+def tamago_cases(match: Any, order: Any) -> list[Any]:
+    """The flagged orders of the ``tamago`` scenario, in the admin API's words (NewOrder bodies)."""
+    return [
+        order(reason="np_ng_1"),
+        order(reason="np_ng_2", subscription=True, cycle=2),
+        order(reason="np_ng_3"),
+        order(reason="np_ng_4"),
+        order(reason="np_unknown"),
+        order(reason="amount_mismatch"),
+        order(reason="blacklist_candidate", blacklisted_match=True),
+        order(reason="blacklist_candidate", blacklisted_match=False),
+        order(reason="payment_failed", cycle=3),
+        order(reason="blacklisted"),
+        order(reason="remote_island"),
+        order(reason="remote_island", subscription=True, cycle=2),
+        order(reason="discount_candidate"),
+        order(reason="discount_candidate", discount_matches=[match(rule="phone+name"), match(rule="postal_code+name")]),
+        order(reason="discount_candidate", discount_matches=[match(rule="postal_code+name", active=False)]),
+        order(reason="discount_candidate", subscription=True, ship_in_days=-3),
+        order(reason="blacklist_candidate", blacklisted_match=False, subscription=True, cycle=4, ship_in_days=-1),
+        order(reason="manual", comment="在庫確認のため出荷保留（担当：山田）"),
+    ]
+
+
+SCENARIOS: dict[str, Callable[[World, int, int | None], list[str]]] = {
+    "day": day, "stocked": stocked, "tamago": tamago,
+}
 
 
 def apply_scenario(world: World, name: str, *, seed: int, orders: int | None = None) -> list[str]:
