@@ -77,6 +77,7 @@ class SandboxAdmin:
     def robot_env(self) -> dict[str, str]:
         """KUROKO_* variables that point the robot at this sandbox."""
         env = {f"KUROKO_{name.upper()}_URL": self.urls[name] for name in ("boss", "rms", "zendesk", "spapi")}
+        env["KUROKO_BCART_URL"] = self.urls["bcart"]
         env["KUROKO_LWA_URL"] = self.urls["spapi"]
         env["KUROKO_CLOCK_URL"] = self.admin + "/admin/clock"
         return {**env, **demo_credentials()}
@@ -85,13 +86,17 @@ class SandboxAdmin:
 def demo_credentials() -> dict[str, str]:
     """The sandbox's own demo logins, as the KUROKO_* settings that give them to the robot."""
     from sandbox.amazon.app import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_REFRESH_TOKEN
+    from sandbox.bcart.app import demo_credentials as bcart_demo
     from sandbox.boss.app import DEMO_PASSWORD as BOSS_PASSWORD
     from sandbox.boss.app import DEMO_USER as BOSS_USER
     from sandbox.rms.app import DEMO_PASSWORD as RMS_PASSWORD
     from sandbox.rms.app import DEMO_USER as RMS_USER
     from sandbox.zendesk.store import DEMO_AGENT_EMAIL, DEMO_API_TOKEN
 
+    bcart = bcart_demo()
     return {
+        "KUROKO_BCART_USER": bcart["user"], "KUROKO_BCART_PASSWORD": bcart["password"],
+        "KUROKO_BCART_API_TOKEN": bcart["api_token"],
         "KUROKO_BOSS_USER": BOSS_USER, "KUROKO_BOSS_PASSWORD": BOSS_PASSWORD,
         "KUROKO_RMS_USER": RMS_USER, "KUROKO_RMS_PASSWORD": RMS_PASSWORD,
         "KUROKO_ZENDESK_EMAIL": DEMO_AGENT_EMAIL, "KUROKO_ZENDESK_TOKEN": DEMO_API_TOKEN,
