@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 from sandbox.catalog import ESIM_SKUS
 from sandbox.world import ORDER_DETAILS_SUBJECT, RAKUTEN_SENDER, World
@@ -101,7 +102,7 @@ def bcart(world: World, seed: int, orders: int | None) -> list[str]:
     world.amazon.fba_stock.update(FBA_STOCK)
     bc = world.bcart
     placed = []
-    kinds = [
+    kinds: list[tuple[str, str, list[dict[str, Any]]]] = [
         ("invoice", "後払い（Paid）", [{"items": [{"product_no": "BC-SIM30-20G", "quantity": 2}]}]),
         ("bank_transfer", "銀行振込", [{"items": [{"product_no": "BC-SIM90-50G", "quantity": 1}]}]),
         ("out_of_stock", "後払い（Paid）", [{"items": [{"product_no": "BC-VOICE30", "quantity": 1}]}]),

@@ -137,7 +137,8 @@ def install_api(app: FastAPI, state: SandboxState) -> None:
         if q.get("status"):
             wanted = q["status"].strip()
             if wanted not in bc.status_values():
-                raise BcartError(400, f"status: {wanted!r} は存在しません。使用できる値: {', '.join(bc.status_values())}")
+                raise BcartError(400, f"status: {wanted!r} は存在しません。"
+                                      f"使用できる値: {', '.join(bc.status_values())}")
             orders = [o for o in orders if o.status == wanted]
         for key, end in (("ordered_at__gte", False), ("ordered_at__lte", True)):
             if q.get(key):

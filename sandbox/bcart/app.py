@@ -45,8 +45,8 @@ from sandbox.bcart.pdf import make_pdf
 from sandbox.bcart.store import (
     MAIL_TEMPLATES,
     PAYMENT_METHODS,
-    SHOP_NAME,
     SHIPMENT_STATUSES,
+    SHOP_NAME,
     BcartError,
     BcartOrder,
     BcartStore,
@@ -511,7 +511,8 @@ def create_app(state: SandboxState) -> FastAPI:
         for order in orders:
             store().send_mail(order.id, template)
         codes = "、".join(o.code for o in orders)
-        session.flashes.append(("success", f"{len(orders)}件のメール（{template}）を送信しました。（受注番号：{codes}）"))
+        session.flashes.append(("success", f"{len(orders)}件のメール（{template}）を送信しました。"
+                                           f"（受注番号：{codes}）"))
         return RedirectResponse("/order?" + urlencode({"ids": ",".join(str(o.id) for o in orders)}),
                                 status_code=303)
 
