@@ -548,7 +548,9 @@ class BcartStore:
             if column not in cells:
                 continue  # a column the file leaves out changes nothing
             value = cells[column].strip()
-            if column in ("送り状番号", "発送日", "出荷管理番号") and not value.isascii():
+            if column == "発送日" and not value.isascii():
+                errors.append("発送日はyyyy-mm-dd形式の半角数字で入力してください（全角文字や「○月△日」は使用できません）。")
+            elif column in ("送り状番号", "出荷管理番号") and not value.isascii():
                 errors.append(f"{column}に全角文字が含まれています。半角で入力してください。")
             elif value or column in BLANK_OVERWRITES:
                 changes[key] = value  # blank 送り状番号 / 発送日: overwritten with nothing
