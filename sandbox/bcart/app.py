@@ -511,8 +511,7 @@ def create_app(state: SandboxState) -> FastAPI:
         for order in orders:
             store().send_mail(order.id, template)
         codes = "、".join(o.code for o in orders)
-        session.flashes.append(("success", f"{len(orders)}件のメール（{template}）を送信しました。"
-                                           f"（受注番号：{codes}）"))
+        session.flashes.append(("success", f"メールを送信しました。（{template}：{len(orders)}件、受注番号：{codes}）"))
         return RedirectResponse("/order?" + urlencode({"ids": ",".join(str(o.id) for o in orders)}),
                                 status_code=303)
 
