@@ -73,6 +73,8 @@ def summary(world: World) -> dict[str, Any]:
         "boss_deletions": actions[("boss", "order_deleted")],
         "boss_cancellations": actions[("boss", "order_cancelled")],
         "mcf_orders": len(world.amazon.snapshot().get("fulfillment_orders", [])),
+        "bcart_orders": len(world.bcart.orders),
+        "bcart_mails_by_template": dict(Counter(m.template for m in world.bcart.mails)),
         "request_counts": dict(world.request_counts),
         "responses_429": dict(world.responses_429),
     }
@@ -150,6 +152,7 @@ def create_app(state: SandboxState) -> FastAPI:
             "rsl_stock": w().rsl_stock,
             "zendesk": w().zendesk.snapshot(),
             "amazon": w().amazon.snapshot(),
+            "bcart": w().bcart.snapshot(),
         }
 
     @app.get("/admin/summary")
