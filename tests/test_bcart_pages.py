@@ -233,3 +233,30 @@ def test_japanese_renders_in_screenshots(bcart: Bcart, sandbox: Sandbox) -> None
     bcart.shoot("logistics")
     assert list_shot.stat().st_size > 10_000 and confirm_shot.stat().st_size > 10_000
     assert mails(sandbox) == [], "looking at the confirmation page sends nothing"
+
+
+def test_a_changed_page_and_a_dropped_session_are_told_apart(bcart: Bcart, sandbox: Sandbox, tmp_path: Path) -> None:
+    from kuroko.errors import PageChanged
+
+    order = new_order(sandbox)
+    bcart.order.open(order["id"])
+    sandbox.fault("bcart", expire_sessions=True)
+    files = bcart.order.download_documents(tmp_path)
+    assert len(files) == 2 and len(bcart.logins) == 2, "logged in again, then downloaded"
+
+    sandbox.fault("bcart", hide_elements=["documents"])
+    bcart.order.open(order["id"])
+    with pytest.raises(PageChanged, match=r"order\.delivery_note"):
+        bcart.order.download_documents(tmp_path / "again")
+
+    sandbox.fault("bcart", hide_elements=["send_button"])
+    with pytest.raises(PageChanged, match=r"mail_confirm\.send"):
+        bcart.orders.send_mail([order["id"]], MailTemplate.SHIPPED)
+    assert mails(sandbox) == []
+    sandbox.clear_faults()
+    path = write_shipping_results_csv(tmp_path, [ShippingResultRow(order["logistics"][0]["id"], "1", "2026-11-21")],
+                                      name="one.csv")
+    bcart.site.goto("/order")
+    sandbox.fault("bcart", expire_sessions=True)
+    assert bcart.shipping_import.upload(path).ok
+    assert len(sandbox.get("/admin/bcart/imports")) == 1, "imported once"

@@ -240,3 +240,15 @@ def test_the_bcart_scenario(sandbox: Sandbox) -> None:
     assert sandbox.state()["amazon"]["fba_stock"][sku] == 0
     stocked = state["products"][orders[kinds["invoice"]]["order_products"][0]["product_no"]]["amazon_sku"]
     assert sandbox.state()["amazon"]["fba_stock"][stocked] > 0
+
+
+def test_the_window_can_run_on_the_real_clock(sandbox: Sandbox, api: httpx.Client) -> None:
+    import time
+
+    sandbox.post("/admin/bcart/settings", {"rate_limit": 2, "rate_window_seconds": 1, "lock_seconds": 1,
+                                           "rate_clock": "real"})
+    assert [api.get("/orders").status_code for _ in range(3)] == [200, 200, 429]
+    time.sleep(1.1)
+    assert api.get("/orders").status_code == 200
+    with pytest.raises(httpx.HTTPStatusError):
+        sandbox.post("/admin/bcart/settings", {"rate_clock": "sundial"})

@@ -146,6 +146,11 @@ class BcartOrderPage:
         head = tmp.read_bytes()[:5]
         if head != b"%PDF-":
             tmp.unlink(missing_ok=True)
+            # A link with a download attribute saves whatever comes back: after a dropped session that
+            # is the login page. Look at the order page to tell a dropped session from a changed page.
+            site.page.goto(site.url(f"/order/{order_id}"), wait_until="domcontentloaded")
+            if site.is_login_page():
+                raise LoggedOut(key)
             raise PageChanged(f"bcart: '{key}' on order {order_id} gave a file that is not a PDF ({head!r})")
         tmp.replace(target)
 
