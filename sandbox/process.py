@@ -74,6 +74,25 @@ class SandboxAdmin:
     def audit(self, system: str | None = None, action: str | None = None) -> list[dict[str, Any]]:
         return self.get("/admin/audit", **{k: v for k, v in {"system": system, "action": action}.items() if v})
 
+    # --- Bカート: what its customers and the shop's people do, and what it keeps -----------------
+    def bcart_order(self, payment: str = "請求書払い", items: list[dict[str, Any]] | None = None,
+                    destinations: list[dict[str, Any]] | None = None, **kw: Any) -> dict[str, Any]:
+        """A business customer orders: ``items`` for one destination, or ``destinations`` each with
+        its own ``items`` ([{"product_no": "BC-SIM30-20G", "quantity": 2}])."""
+        body = {"payment": payment, "items": items or [], "destinations": destinations or [], **kw}
+        return self.post("/admin/bcart/orders", body)
+
+    def bcart_state(self, order_id: int) -> dict[str, Any]:
+        return self.get(f"/admin/bcart/orders/{order_id}")
+
+    def bcart_payment_seen(self, order_id: int, day: str | None = None) -> dict[str, Any]:
+        """A person enters 決済確認日 (default: today on the sandbox clock)."""
+        return self.post(f"/admin/bcart/orders/{order_id}/payment", {"date": day} if day else {})
+
+    def bcart_mails(self, order_id: int | None = None, template: str | None = None) -> list[dict[str, Any]]:
+        return self.get("/admin/bcart/mails", **{k: v for k, v in {"order_id": order_id, "template": template}.items()
+                                                  if v is not None})
+
     def robot_env(self) -> dict[str, str]:
         """KUROKO_* variables that point the robot at this sandbox."""
         env = {f"KUROKO_{name.upper()}_URL": self.urls[name] for name in ("boss", "rms", "zendesk", "spapi")}

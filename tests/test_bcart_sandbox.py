@@ -215,16 +215,17 @@ def test_the_window_restarts_and_the_knob_changes_it(sandbox: Sandbox, api: http
 
 
 def test_admin_plays_the_people(sandbox: Sandbox, api: httpx.Client) -> None:
-    order = new_order(sandbox, payment="銀行振込")
+    order = sandbox.bcart_order("銀行振込", items=[{"product_no": "BC-VOICE30", "quantity": 3}])
+    assert order["order_products"][0]["order_pro_count"] == 3 and len(order["logistics"]) == 1
     sandbox.advance(days=1)
-    seen = sandbox.post(f"/admin/bcart/orders/{order['id']}/payment", {})
-    assert seen["payment_at"] == "2026-11-21"
+    seen = sandbox.bcart_payment_seen(order["id"])
+    assert seen["payment_at"] == "2026-11-21" == sandbox.bcart_state(order["id"])["payment_at"]
     assert api.get(f"/orders/{order['id']}").json()["order"]["payment_at"] == "2026-11-21"
     sandbox.post(f"/admin/bcart/orders/{order['id']}/status", {"status": "キャンセル"})
     assert api.get(f"/orders/{order['id']}").json()["order"]["status"] == "カスタム2"
     with pytest.raises(httpx.HTTPStatusError):
         sandbox.post("/admin/bcart/orders", {"payment": "現金書留", "items": [{"product_no": "BC-SIM30-20G"}]})
-    assert sandbox.get("/admin/bcart/mails") == []
+    assert sandbox.bcart_mails() == []
 
 
 def test_the_bcart_scenario(sandbox: Sandbox) -> None:

@@ -58,8 +58,10 @@ class BcartOrderView(BaseModel):
 
 
 class BcartOrderPage:
-    def __init__(self, site: BcartSite) -> None:
+    def __init__(self, site: BcartSite, download_dir: Path | None = None) -> None:
         self.site = site
+        self.download_dir = download_dir
+        """Where download_documents() saves the PDFs unless told otherwise."""
         self._view: BcartOrderView | None = None
 
     def open(self, order_id: int) -> BcartOrderView:
@@ -110,11 +112,15 @@ class BcartOrderPage:
         )
         return self._view
 
-    def download_documents(self, directory: Path) -> list[Path]:
+    def download_documents(self, directory: Path | None = None) -> list[Path]:
         """納品書 and 請求書 of the order last opened, saved as
-        ``{directory}/bcart-{受注番号}-{delivery_note|invoice}.pdf``; each checked to be a PDF."""
+        ``{directory or download_dir}/bcart-{受注番号}-{delivery_note|invoice}.pdf`` (replacing an
+        older copy); each checked to be a PDF."""
         if self._view is None:
             raise RuntimeError("open() a B-cart order before downloading its documents")
+        directory = directory or self.download_dir
+        if directory is None:
+            raise ValueError("download_documents needs a directory (or BcartOrderPage(download_dir=...))")
         view = self._view
         directory.mkdir(parents=True, exist_ok=True)
         saved = []
