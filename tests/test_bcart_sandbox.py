@@ -139,9 +139,9 @@ def test_csv_import_per_row_errors_and_blanks(sandbox: Sandbox) -> None:
     other = new_order(sandbox)
     a, b = (lg["id"] for lg in order["logistics"])
     c = other["logistics"][0]["id"]
-    sandbox_api = httpx.Client(base_url=sandbox.urls["bcart"] + "/api/v1", headers=AUTH, timeout=30)
-    sandbox_api.patch(f"/logistics/{b}", json={"delivery_code": "555", "shipment_date": "2026-11-19",
-                                               "status": "発送指示", "memo": "keep"}).raise_for_status()
+    with httpx.Client(base_url=sandbox.urls["bcart"] + "/api/v1", headers=AUTH, timeout=30) as sandbox_api:
+        sandbox_api.patch(f"/logistics/{b}", json={"delivery_code": "555", "shipment_date": "2026-11-19",
+                                                   "status": "発送指示", "memo": "keep"}).raise_for_status()
     rows = [
         HEADER,
         f'"{a}","111122223333","2026-11-21","MCF-1","発送済","","","処理中"',
@@ -253,3 +253,24 @@ def test_the_window_can_run_on_the_real_clock(sandbox: Sandbox, api: httpx.Clien
     assert api.get("/orders").status_code == 200
     with pytest.raises(httpx.HTTPStatusError):
         sandbox.post("/admin/bcart/settings", {"rate_clock": "sundial"})
+
+
+def test_documents_are_well_formed_pdfs(sandbox: Sandbox) -> None:
+    order = new_order(sandbox, destinations=2)
+    with closing(login(sandbox)) as screen:
+        for kind, title in (("delivery_note", "納品書"), ("invoice", "請求書")):
+            pdf = screen.get(f"/order/{order['id']}/document/{kind}")
+            assert pdf.headers["content-type"] == "application/pdf"
+            assert f"{kind}_{order['code']}.pdf" in pdf.headers["content-disposition"]
+            data = pdf.content
+            xref = int(data.rsplit(b"startxref", 1)[1].split()[0])
+            assert data[xref:xref + 4] == b"xref"
+            count = int(data[xref:].split(b"\n")[1].split()[1])
+            entries = data[xref:].split(b"\n")[3:3 + count - 1]
+            for number, entry in enumerate(entries, start=1):
+                offset = int(entry.split()[0])
+                assert data[offset:].startswith(f"{number} 0 obj".encode()), number
+            assert ("<FEFF" + "".join(f"{ord(c):04X}" for c in title) + ">").encode() in data, "title in Info"
+        missing = screen.get(f"/order/{order['id']}/document/receipt")
+        assert missing.status_code == 404
+    assert httpx.get(sandbox.urls["bcart"] + f"/order/{order['id']}/document/invoice").status_code == 303
