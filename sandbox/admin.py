@@ -76,6 +76,8 @@ def summary(world: World) -> dict[str, Any]:
         "tamago_flagged": len(world.tamago.flagged_orders()),
         "tamago_released": actions[("tamago", "order_released")],
         "tamago_corrected": actions[("tamago", "order_corrected")],
+        "bcart_orders": len(world.bcart.orders),
+        "bcart_mails_by_template": dict(Counter(m.template for m in world.bcart.mails)),
         "request_counts": dict(world.request_counts),
         "responses_429": dict(world.responses_429),
     }
@@ -154,6 +156,7 @@ def create_app(state: SandboxState) -> FastAPI:
             "zendesk": w().zendesk.snapshot(),
             "amazon": w().amazon.snapshot(),
             "tamago": w().tamago.snapshot(),
+            "bcart": w().bcart.snapshot(),
         }
 
     @app.get("/admin/summary")

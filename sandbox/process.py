@@ -86,9 +86,28 @@ class SandboxAdmin:
         """A たまご order's full state, with its field-change history."""
         return self.get(f"/admin/tamago/orders/{order_id}")
 
+    # --- Bカート: what its customers and the shop's people do, and what it keeps -----------------
+    def bcart_order(self, payment: str = "請求書払い", items: list[dict[str, Any]] | None = None,
+                    destinations: list[dict[str, Any]] | None = None, **kw: Any) -> dict[str, Any]:
+        """A business customer orders: ``items`` for one destination, or ``destinations`` each with
+        its own ``items`` ([{"product_no": "BC-SIM30-20G", "quantity": 2}])."""
+        body = {"payment": payment, "items": items or [], "destinations": destinations or [], **kw}
+        return self.post("/admin/bcart/orders", body)
+
+    def bcart_state(self, order_id: int) -> dict[str, Any]:
+        return self.get(f"/admin/bcart/orders/{order_id}")
+
+    def bcart_payment_seen(self, order_id: int, day: str | None = None) -> dict[str, Any]:
+        """A person enters 決済確認日 (default: today on the sandbox clock)."""
+        return self.post(f"/admin/bcart/orders/{order_id}/payment", {"date": day} if day else {})
+
+    def bcart_mails(self, order_id: int | None = None, template: str | None = None) -> list[dict[str, Any]]:
+        return self.get("/admin/bcart/mails", **{k: v for k, v in {"order_id": order_id, "template": template}.items()
+                                                  if v is not None})
+
     def robot_env(self) -> dict[str, str]:
         """KUROKO_* variables that point the robot at this sandbox."""
-        systems = ("boss", "rms", "zendesk", "spapi", "tamago")
+        systems = ("boss", "rms", "zendesk", "spapi", "tamago", "bcart")
         env = {f"KUROKO_{name.upper()}_URL": self.urls[name] for name in systems}
         env["KUROKO_LWA_URL"] = self.urls["spapi"]
         env["KUROKO_CLOCK_URL"] = self.admin + "/admin/clock"
@@ -98,6 +117,7 @@ class SandboxAdmin:
 def demo_credentials() -> dict[str, str]:
     """The sandbox's own demo logins, as the KUROKO_* settings that give them to the robot."""
     from sandbox.amazon.app import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_REFRESH_TOKEN
+    from sandbox.bcart.app import demo_credentials as bcart_demo
     from sandbox.boss.app import DEMO_PASSWORD as BOSS_PASSWORD
     from sandbox.boss.app import DEMO_USER as BOSS_USER
     from sandbox.rms.app import DEMO_PASSWORD as RMS_PASSWORD
@@ -106,7 +126,10 @@ def demo_credentials() -> dict[str, str]:
     from sandbox.tamago.app import DEMO_USER as TAMAGO_USER
     from sandbox.zendesk.store import DEMO_AGENT_EMAIL, DEMO_API_TOKEN
 
+    bcart = bcart_demo()
     return {
+        "KUROKO_BCART_USER": bcart["user"], "KUROKO_BCART_PASSWORD": bcart["password"],
+        "KUROKO_BCART_API_TOKEN": bcart["api_token"],
         "KUROKO_BOSS_USER": BOSS_USER, "KUROKO_BOSS_PASSWORD": BOSS_PASSWORD,
         "KUROKO_RMS_USER": RMS_USER, "KUROKO_RMS_PASSWORD": RMS_PASSWORD,
         "KUROKO_ZENDESK_EMAIL": DEMO_AGENT_EMAIL, "KUROKO_ZENDESK_TOKEN": DEMO_API_TOKEN,

@@ -133,8 +133,34 @@ def tamago_cases(match: Any, order: Any) -> list[Any]:
     ]
 
 
+def bcart(world: World, seed: int, orders: int | None) -> list[str]:
+    """Normal FBA shelves and four B-cart orders, one of each kind the B-cart procedure meets:
+    paid by invoice (in stock), bank transfer (prepayment: waits for 決済確認日), out of stock
+    (品番 BC-VOICE30 maps to SIM-VOICE-30D, which FBA does not stock) and two destinations.
+    Returns ``bcart:<order id>:<kind>`` per order."""
+    world.amazon.fba_stock.update(FBA_STOCK)
+    bc = world.bcart
+    placed = []
+    kinds: list[tuple[str, str, list[dict[str, Any]]]] = [
+        ("invoice", "後払い（Paid）", [{"items": [{"product_no": "BC-SIM30-20G", "quantity": 2}]}]),
+        ("bank_transfer", "銀行振込", [{"items": [{"product_no": "BC-SIM90-50G", "quantity": 1}]}]),
+        ("out_of_stock", "後払い（Paid）", [{"items": [{"product_no": "BC-VOICE30", "quantity": 1}]}]),
+        ("two_destinations", "請求書払い", [
+            {"items": [{"product_no": "BC-SIM30-20G", "quantity": 1}]},
+            {"comp_name": "株式会社トラベルモバイル 大阪支店", "name": "佐藤 花子", "zip": "530-0001", "pref": "大阪府",
+             "address1": "大阪市北区", "address2": "梅田3-1-1",
+             "items": [{"product_no": "BC-SIM90-50G", "quantity": 1}, {"product_no": "BC-SIM30-20G", "quantity": 1}]},
+        ]),
+    ]
+    for kind, payment, destinations in kinds:
+        order = bc.create_order(payment=payment, destinations=destinations)
+        placed.append(f"bcart:{order.id}:{kind}")
+        world.advance(timedelta(minutes=10))
+    return placed
+
+
 SCENARIOS: dict[str, Callable[[World, int, int | None], list[str]]] = {
-    "day": day, "stocked": stocked, "tamago": tamago,
+    "day": day, "stocked": stocked, "tamago": tamago, "bcart": bcart,
 }
 
 

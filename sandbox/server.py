@@ -1,4 +1,4 @@
-"""Runs the whole sandbox in one process and one event loop: admin, BOSS, RMS, Zendesk, SP-API, たまご,
+"""Runs the whole sandbox in one process and one event loop: admin, BOSS, RMS, Zendesk, SP-API, たまご, Bカート,
 each on its own 127.0.0.1 port, over one shared World."""
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from fastapi import FastAPI
 from sandbox.world import World
 
 WINGS = {"boss": "sandbox.boss", "rms": "sandbox.rms", "zendesk": "sandbox.zendesk", "spapi": "sandbox.amazon",
-         "tamago": "sandbox.tamago"}
+         "tamago": "sandbox.tamago",
+         "bcart": "sandbox.bcart"}
 """One wing per system: the service name (its port follows the admin port in this order) and the
 package that serves it (``create_app(state)``, and optionally ``admin_router(state)`` for its knobs
 under /admin/<system>/)."""
@@ -116,6 +117,8 @@ def print_banner(urls: dict[str, str]) -> None:
     print(f"  SP-API      {urls['spapi']}/fba/outbound/2020-07-01/fulfillmentOrders   LWA at /auth/o2/token")
     print(f"  たまご       {urls['tamago']}/login          user {demo['KUROKO_TAMAGO_USER']!r}, password "
           f"{demo['KUROKO_TAMAGO_PASSWORD']!r} (demo only)")
+    print(f"  Bカート     {urls['bcart']}/login           user {demo['KUROKO_BCART_USER']!r}, password "
+          f"{demo['KUROKO_BCART_PASSWORD']!r}; API {urls['bcart']}/api/v1 (Bearer token, demo)")
     print("Point the robot here with KUROKO_*_URL (the defaults already do for the default ports).", flush=True)
 
 
@@ -123,7 +126,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="sandbox", description="Kuroko's sandbox of BOSS, RMS, Zendesk, SP-API")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--base-port", type=int, default=DEFAULT_BASE_PORT,
-                        help="admin on this port, then BOSS, RMS, Zendesk, SP-API, たまご on the next five")
+                        help="admin on this port, then BOSS, RMS, Zendesk, SP-API, たまご, Bカート on the next six")
     parser.add_argument("--any-port", action="store_true", help="take free ports (tests)")
     parser.add_argument("--ready-file", type=Path, help="write the URLs here as JSON once serving")
     parser.add_argument("--scenario", help="seed a day of orders (see README)")

@@ -141,7 +141,7 @@ class FaultSettings:
     """Only requests whose path contains one of these get the 5xx (empty: every path)."""
 
 
-SYSTEMS = ("boss", "rms", "zendesk", "spapi", "tamago")
+SYSTEMS = ("boss", "rms", "zendesk", "spapi", "tamago", "bcart")
 
 
 @dataclass(order=True)
@@ -155,6 +155,7 @@ class _Event:
 class World:
     def __init__(self, seed: int = 0, start: datetime = DEFAULT_START) -> None:
         from sandbox.amazon.store import AmazonStore
+        from sandbox.bcart.store import BcartStore
         from sandbox.tamago.store import TamagoStore
         from sandbox.zendesk.store import ZendeskStore
 
@@ -175,6 +176,7 @@ class World:
         self.zendesk = ZendeskStore(self)
         self.amazon = AmazonStore(self)
         self.tamago = TamagoStore(self)
+        self.bcart = BcartStore(self)
 
     # --- time ------------------------------------------------------------------------------
     def now(self) -> datetime:
