@@ -45,6 +45,7 @@ chaos: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 sandbox: install
 	$(BIN)/kuroko sandbox

@@ -404,9 +404,11 @@ class Runner:
         ticket_id = item.handover_ticket_id or item.ticket_id
         if remove_tag and ticket_id is not None and procedure.desk is not None:
             desk = self.connections.use(procedure.desk)
-            self.effects(now).do("zendesk", "remove_hold_tag",
-                                 lambda: desk.remove_tags(ticket_id, [self.settings.hold_tag]),
-                                 item_id=item.id, what=item.key, ticket=ticket_id)
+            ticket = desk.ticket(ticket_id)
+            if ticket.status != "closed" and self.settings.hold_tag in ticket.tags:  # a closed one takes no change
+                self.effects(now).do("zendesk", "remove_hold_tag",
+                                     lambda: desk.remove_tags(ticket_id, [self.settings.hold_tag]),
+                                     item_id=item.id, what=item.key, ticket=ticket_id)
         self.ledger.replace_facts(item.id, facts)
         self.ledger.update_item(item.id, now, state=ItemState.ACTIVE.value, next_due_at=now, attempt=0,
                                 hold_code=None, hold_reason=None)

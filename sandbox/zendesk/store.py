@@ -705,6 +705,7 @@ class ZendeskStore:
             "tickets": [
                 {"id": t.id, "subject": t.subject, "status": t.status, "tags": list(t.tags),
                  "requester_id": t.requester_id, "created_at": iso(t.created_at), "channel": t.channel,
+                 "external_id": t.external_id, "followup_source_id": t.followup_source_id,
                  "merged_into": t.merged_into, "collaborator_ids": list(t.collaborator_ids),
                  "comments": [{"id": c.id, "public": c.public, "body": c.body, "author_id": c.author_id,
                                "created_at": iso(c.created_at), "via": c.channel} for c in t.comments]}
