@@ -87,6 +87,8 @@ def demo_credentials() -> dict[str, str]:
     from sandbox.amazon.app import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_REFRESH_TOKEN
     from sandbox.boss.app import DEMO_PASSWORD as BOSS_PASSWORD
     from sandbox.boss.app import DEMO_USER as BOSS_USER
+    from sandbox.rms.app import DEMO_MEMBER_PASSWORD as RMS_MEMBER_PASSWORD
+    from sandbox.rms.app import DEMO_MEMBER_USER as RMS_MEMBER_USER
     from sandbox.rms.app import DEMO_PASSWORD as RMS_PASSWORD
     from sandbox.rms.app import DEMO_USER as RMS_USER
     from sandbox.zendesk.store import DEMO_AGENT_EMAIL, DEMO_API_TOKEN
@@ -94,6 +96,7 @@ def demo_credentials() -> dict[str, str]:
     return {
         "KUROKO_BOSS_USER": BOSS_USER, "KUROKO_BOSS_PASSWORD": BOSS_PASSWORD,
         "KUROKO_RMS_USER": RMS_USER, "KUROKO_RMS_PASSWORD": RMS_PASSWORD,
+        "KUROKO_RMS_MEMBER_USER": RMS_MEMBER_USER, "KUROKO_RMS_MEMBER_PASSWORD": RMS_MEMBER_PASSWORD,
         "KUROKO_ZENDESK_EMAIL": DEMO_AGENT_EMAIL, "KUROKO_ZENDESK_TOKEN": DEMO_API_TOKEN,
         "KUROKO_LWA_CLIENT_ID": DEMO_CLIENT_ID, "KUROKO_LWA_CLIENT_SECRET": DEMO_CLIENT_SECRET,
         "KUROKO_SPAPI_REFRESH_TOKEN": DEMO_REFRESH_TOKEN,
