@@ -16,6 +16,8 @@
     │   ├── SiteUnavailable      5xx, timeouts, connection refused
     │   └── ApiError             Zendesk or SP-API refused (code and message kept)
     └── ConfigurationError       a setting is missing or wrong → stop and say which
+        └── LoginBlocked         a login stopped at a page only a person can pass (expired
+                                 password, confirmation code, locked account); never retried
 
 Messages say what was found and what to do; they never carry a credential.
 """
@@ -85,3 +87,7 @@ class ApiError(ApplicationError):
 
 class ConfigurationError(KurokoError):
     code = "configuration"
+
+
+class LoginBlocked(ConfigurationError):
+    code = "login_blocked"
