@@ -7,11 +7,17 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import test_rms
 from conftest import Sandbox, screenshot_path
-from test_rms import SIM, SITE, Rms, make_rms, rms, rms_browser, shared_browser  # noqa: F401  (fixtures)
+from test_rms import SIM, SITE, Rms, make_rms
 
 from kuroko.browser import Browser
 from kuroko.errors import ConfigurationError, LoginBlocked, PageChanged, SessionExpired
+
+# test_rms.py's fixtures: one Chromium for the module, a fresh RMS context and robot per test.
+shared_browser = test_rms.shared_browser
+rms_browser = test_rms.rms_browser
+rms = test_rms.rms
 
 
 def logins(sandbox: Sandbox) -> dict[str, Any]:
@@ -117,7 +123,7 @@ def test_repeated_failures_lock_the_account(rms_browser: Browser, sandbox: Sandb
     knobs(sandbox, lock_after=2)
     number = sandbox.place_order([SIM])["order_number"]
     wrong = make_rms(rms_browser, sandbox, password="not-the-password")
-    with pytest.raises(SessionExpired, match="R-Login refused.*KUROKO_RMS_PASSWORD"):
+    with pytest.raises(SessionExpired, match=r"R-Login refused.*KUROKO_RMS_PASSWORD"):
         wrong.page.open(wrong.url(number))
     with pytest.raises(LoginBlocked, match="locked the account"):
         wrong.page.open(wrong.url(number))
@@ -140,7 +146,7 @@ def test_wrong_member_password_is_refused_with_the_member_settings_named(rms_bro
     number = sandbox.place_order([SIM])["order_number"]
     robot = make_rms(rms_browser, sandbox)
     robot.site._member_password = "not-the-member-password"
-    with pytest.raises(SessionExpired, match="楽天会員 login was refused.*KUROKO_RMS_MEMBER_PASSWORD"):
+    with pytest.raises(SessionExpired, match=r"楽天会員 login was refused.*KUROKO_RMS_MEMBER_PASSWORD"):
         robot.page.open(robot.url(number))
     shoot(robot, "member-refused")
     assert logins(sandbox)["refused"] == {"rlogin": 0, "member": 1}
@@ -161,7 +167,8 @@ def test_every_sign_in_selector_resolves_on_its_screen(rms: Rms, sandbox: Sandbo
     site, page = rms.site, rms.site.page
     checked: set[str] = set()
     screens = ("login", "member_login", "notice", "password_change", "verify", "locked")
-    every_key = [k for k in site.selectors.keys() if k.split(".")[0] in screens]
+    all_keys = site.selectors.keys()
+    every_key = [k for k in all_keys if k.split(".")[0] in screens]
 
     def resolves(*names: str) -> None:
         for name in names:

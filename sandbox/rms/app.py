@@ -3,11 +3,13 @@
 Screens (all behind an R-Login style login; a missing or expired session redirects to
 ``/login?next=…``):
 
-- ``/login``                               ログイン (R-Login ID + パスワード)
+- ``/login`` …                             sign-in in two stages with notices (sandbox/rms/login.py)
 - ``/rms/order``                           受注一覧, newest first
 - ``/rms/order/{order_number}``            受注詳細 — what the ticket's "Purchase History" link opens:
   基本情報, 注文確認 (only while 注文確認待ち, behind a confirm dialog), メール送信, 注文者情報,
-  送付先情報, 商品, 発送情報 (配送会社 <select>, 発送日, お荷物伝票番号, 更新), メール送信履歴
+  送付先情報, 商品, 発送情報 (the 発送明細 rows — 配送会社, 発送日, お荷物伝票番号, 編集 — and a form to
+  add one: 発送明細を追加), メール送信履歴
+- ``/rms/order/{order_number}/shipping/{detail_id}``  発送明細の編集 → 更新 (a blank overwrites the value)
 - ``/rms/order/{order_number}/mail``       メールテンプレートの選択 → 次へ
 - ``/rms/order/{order_number}/mail/preview?template=KEY``  editable fields + body preview → 送信
 - unknown order → a 404 page in Japanese
@@ -23,20 +25,27 @@ after ``SESSION_IDLE`` of *virtual* time without a request, at logout, and — f
 ``hide_elements`` names (``POST /admin/faults {"system": "rms", "hide_elements": [...]}``); each
 named element is simply not rendered, as on a page that changed:
 
-    login_button      ログイン button on the login page
+    login_button      次へ button of stage 1 (R-Login)
+    member_login_button  ログイン button of stage 2 (楽天会員)
+    notice_button     確認しました / 次へ on a notice
     order_status      the 注文ステータス value on the order page
     items_table       the 商品 table
     confirm_button    注文確認
     send_mail_button  メール送信
-    shipping_form     the whole 発送情報 form
+    shipping_rows     the 発送明細 table
+    shipping_form     the form that adds a 発送明細
     mail_history      the メール送信履歴 table
     template_list     the template radio buttons on the template choice page
     next_button       次へ
     preview_fields    the editable fields on the preview page
     send_button       送信
 
-Admin extras (``admin_router``): ``GET /admin/rms/orders/{order_number}`` gives everything the
-order page shows (buyer details included), for tests to compare a page with the truth.
+``rename_labels`` (``{"system": "rms", "rename_labels": {"次へ": "進む"}}``) shows buttons and field
+labels under another name, as after an RMS release.
+
+Admin extras (``admin_router``): the sign-in knobs and counts (sandbox/rms/login.py), and
+``GET /admin/rms/orders/{order_number}``, everything the order page shows (buyer details and
+発送明細 rows included), for tests to compare a page with the truth.
 """
 
 from __future__ import annotations
@@ -57,7 +66,7 @@ from markupsafe import Markup, escape
 from sandbox.catalog import RMS_CARRIERS, RMS_TEMPLATES
 from sandbox.faults import install_faults
 from sandbox.rms.login import NOTICES, LoginFlow, LoginFlows, Stage, admin_routes, ledger
-from sandbox.world import JST, BossState, RakutenOrder, World, render_mail_body
+from sandbox.world import JST, BossState, RakutenOrder, ShippingRow, World, render_mail_body, shipping_rows_state
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -75,6 +84,8 @@ SESSION_IDLE = timedelta(hours=12)
 """Virtual time without a request after which R-Login asks for the password again."""
 
 SHOP_NAME = "Kuroko SIMストア"
+MAX_SHIPPING_ROWS = 20
+"""発送明細 per order (RMS's limit per basket)."""
 MAIL_FIELDS = {
     "thank_you": ["order_number"],
     "shipping_jm": ["order_number", "ship_date", "carrier", "tracking_number"],
@@ -202,6 +213,7 @@ def order_facts(world: World, order: RakutenOrder) -> dict[str, Any]:
         "shipping": {"company": order.shipping_company,
                      "date": order.shipping_date.isoformat() if order.shipping_date else None,
                      "tracking_number": order.tracking_number},
+        "shipping_rows": shipping_rows_state(order),
         "mails": [{"mail_id": m.mail_id, "template": m.template, "subject": m.subject,
                    "sent_at": m.sent_at.isoformat(), "fields": m.fields, "body": m.body}
                   for m in order.mails],
@@ -535,28 +547,80 @@ def create_app(state: SandboxState) -> FastAPI:
             session.flashes.append(("success", "注文確認を行いました。"))
         return RedirectResponse(f"/rms/order/{order_number}", status_code=303)
 
+    def shipping_values(values: dict[str, str]) -> tuple[str | None, date | None, str | None, list[str]]:
+        """The three values of a 発送明細 as sent. A blank value is kept blank — as on the real RMS, it
+        overwrites what was there — but a value that is not blank must be well formed."""
+        company = values.get("shipping_company", "").strip()
+        date_text = values.get("shipping_date", "").strip()
+        tracking = values.get("tracking_number", "").strip()
+        ship_date = parse_date(date_text) if date_text else None
+        errors = []
+        if not (company or date_text or tracking):
+            errors.append("配送会社・発送日・お荷物伝票番号のいずれかを入力してください。")
+        if company and company not in RMS_CARRIERS:
+            errors.append("配送会社を一覧から選択してください。")
+        if date_text and ship_date is None:
+            errors.append("発送日を正しく入力してください（例：2026-11-20）。")
+        if tracking and not all(c.isascii() and (c.isalnum() or c == "-") for c in tracking):
+            errors.append("お荷物伝票番号は半角英数字とハイフンで入力してください。")
+        return company or None, ship_date, tracking or None, errors
+
     @app.post("/rms/order/{order_number}/shipping", response_model=None)
-    async def shipping(request: Request, order_number: str) -> Response:
+    async def add_shipping(request: Request, order_number: str) -> Response:
+        """発送明細を追加: one more row (one per parcel)."""
         found = await posted(request, order_number)
         if isinstance(found, Response):
             return found
         session, order, values = found
-        company = values.get("shipping_company", "")
-        ship_date = parse_date(values.get("shipping_date", ""))
-        tracking = values.get("tracking_number", "").strip()
-        errors = []
-        if company not in RMS_CARRIERS:
-            errors.append("配送会社を一覧から選択してください。")
-        if ship_date is None:
-            errors.append("発送日を正しく入力してください（例：2026-11-20）。")
-        if not tracking:
-            errors.append("お荷物伝票番号を入力してください。")
-        elif not all(c.isascii() and (c.isalnum() or c == "-") for c in tracking):
-            errors.append("お荷物伝票番号は半角英数字とハイフンで入力してください。")
-        if errors or ship_date is None:
+        company, ship_date, tracking, errors = shipping_values(values)
+        if errors:
             return order_view(request, session, order, status_code=400, shipping_error=" ".join(errors))
-        state.world.set_shipping(order_number, company, ship_date, tracking)
-        session.flashes.append(("success", "発送情報を更新しました。"))
+        if len(order.shipping_rows) >= MAX_SHIPPING_ROWS:
+            return order_view(request, session, order, status_code=400,
+                              shipping_error=f"発送明細は{MAX_SHIPPING_ROWS}件まで登録できます。")
+        state.world.add_shipping_row(order_number, company, ship_date, tracking)
+        session.flashes.append(("success", "発送明細を追加しました。"))
+        return RedirectResponse(f"/rms/order/{order_number}", status_code=303)
+
+    def find_row(order: RakutenOrder, detail_id: str) -> ShippingRow | None:
+        return next((r for r in order.shipping_rows if r.detail_id == detail_id), None)
+
+    def edit_view(request: Request, session: RmsSession, order: RakutenOrder, row: ShippingRow,
+                  values: dict[str, str] | None = None, error: str | None = None,
+                  status_code: int = 200) -> HTMLResponse:
+        shown = values if values is not None else {
+            "shipping_company": row.company or "", "shipping_date": row.date.isoformat() if row.date else "",
+            "tracking_number": row.tracking_number or ""}
+        return render(request, "shipping_edit.html", status_code, session=session, order=order, row=row,
+                      values=shown, carriers=RMS_CARRIERS, error=error)
+
+    @app.get("/rms/order/{order_number}/shipping/{detail_id}", response_model=None)
+    async def shipping_edit(request: Request, order_number: str, detail_id: str) -> Response:
+        found = opened(request, order_number, request.url.path)
+        if isinstance(found, Response):
+            return found
+        session, order = found
+        row = find_row(order, detail_id)
+        if row is None:
+            return not_found(request, session, order_number)
+        return edit_view(request, session, order, row)
+
+    @app.post("/rms/order/{order_number}/shipping/{detail_id}", response_model=None)
+    async def shipping_update(request: Request, order_number: str, detail_id: str) -> Response:
+        """The row's three values overwritten with what was sent: a blank overwrites with nothing."""
+        found = await posted(request, order_number)
+        if isinstance(found, Response):
+            return found
+        session, order, values = found
+        row = find_row(order, detail_id)
+        if row is None:
+            return not_found(request, session, order_number)
+        company, ship_date, tracking, errors = shipping_values(values)
+        errors = [e for e in errors if "いずれか" not in e]  # an edit may blank a row: RMS stores it so
+        if errors:
+            return edit_view(request, session, order, row, values, " ".join(errors), 400)
+        state.world.update_shipping_row(order_number, detail_id, company, ship_date, tracking)
+        session.flashes.append(("success", "発送明細を更新しました。"))
         return RedirectResponse(f"/rms/order/{order_number}", status_code=303)
 
     # --- mail ----------------------------------------------------------------------------

@@ -57,7 +57,7 @@ class LoginKnobs(BaseModel):
 
 @dataclass
 class LoginLedger:
-    knobs: LoginKnobs = field(default_factory=LoginKnobs)
+    knobs: LoginKnobs = field(default_factory=lambda: LoginKnobs.model_validate({}))
     submissions: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STAGES, 0))
     """Every POST of credentials, per stage, right or wrong."""
     refused: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STAGES, 0))
