@@ -13,7 +13,9 @@
     │   ├── SiteUnavailable      5xx, timeouts, connection refused
     │   └── ApiError             Zendesk or SP-API refused (code and message kept)
     └── ConfigurationError       a setting is missing or wrong → the run stops and says which;
-                                 no item is held for it
+        │                        no item is held for it
+        └── LoginBlocked         a login stopped at a page only a person can pass (expired
+                                 password, confirmation code, locked account); never retried
 
 Any other exception raised in a step counts as an application error.
 Messages say what was found and what to do; they never carry a credential.
@@ -74,3 +76,7 @@ class ApiError(ApplicationError):
 
 class ConfigurationError(KurokoError):
     code = "configuration"
+
+
+class LoginBlocked(ConfigurationError):
+    code = "login_blocked"

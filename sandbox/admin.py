@@ -50,6 +50,7 @@ class Faults(BaseModel):
     refuse_token: bool = False
     hide_elements: list[str] = Field(default_factory=list)
     error_paths: list[str] = Field(default_factory=list)
+    rename_labels: dict[str, str] = Field(default_factory=dict)
 
 
 class Reset(BaseModel):

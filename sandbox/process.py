@@ -120,6 +120,8 @@ def demo_credentials() -> dict[str, str]:
     from sandbox.bcart.app import demo_credentials as bcart_demo
     from sandbox.boss.app import DEMO_PASSWORD as BOSS_PASSWORD
     from sandbox.boss.app import DEMO_USER as BOSS_USER
+    from sandbox.rms.app import DEMO_MEMBER_PASSWORD as RMS_MEMBER_PASSWORD
+    from sandbox.rms.app import DEMO_MEMBER_USER as RMS_MEMBER_USER
     from sandbox.rms.app import DEMO_PASSWORD as RMS_PASSWORD
     from sandbox.rms.app import DEMO_USER as RMS_USER
     from sandbox.tamago.app import DEMO_PASSWORD as TAMAGO_PASSWORD
@@ -132,6 +134,7 @@ def demo_credentials() -> dict[str, str]:
         "KUROKO_BCART_API_TOKEN": bcart["api_token"],
         "KUROKO_BOSS_USER": BOSS_USER, "KUROKO_BOSS_PASSWORD": BOSS_PASSWORD,
         "KUROKO_RMS_USER": RMS_USER, "KUROKO_RMS_PASSWORD": RMS_PASSWORD,
+        "KUROKO_RMS_MEMBER_USER": RMS_MEMBER_USER, "KUROKO_RMS_MEMBER_PASSWORD": RMS_MEMBER_PASSWORD,
         "KUROKO_ZENDESK_EMAIL": DEMO_AGENT_EMAIL, "KUROKO_ZENDESK_TOKEN": DEMO_API_TOKEN,
         "KUROKO_LWA_CLIENT_ID": DEMO_CLIENT_ID, "KUROKO_LWA_CLIENT_SECRET": DEMO_CLIENT_SECRET,
         "KUROKO_SPAPI_REFRESH_TOKEN": DEMO_REFRESH_TOKEN,

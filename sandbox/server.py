@@ -112,7 +112,8 @@ def print_banner(urls: dict[str, str]) -> None:
     print(f"  BOSS        {urls['boss']}/login          user {demo['KUROKO_BOSS_USER']!r}, password "
           f"{demo['KUROKO_BOSS_PASSWORD']!r} (demo only)")
     print(f"  Rakuten RMS {urls['rms']}/login           user {demo['KUROKO_RMS_USER']!r}, password "
-          f"{demo['KUROKO_RMS_PASSWORD']!r} (demo only)")
+          f"{demo['KUROKO_RMS_PASSWORD']!r}, then 楽天会員 {demo['KUROKO_RMS_MEMBER_USER']!r}, password "
+          f"{demo['KUROKO_RMS_MEMBER_PASSWORD']!r} (demo only)")
     print(f"  Zendesk     {urls['zendesk']}/api/v2/tickets.json   {demo['KUROKO_ZENDESK_EMAIL']} / token (demo)")
     print(f"  SP-API      {urls['spapi']}/fba/outbound/2020-07-01/fulfillmentOrders   LWA at /auth/o2/token")
     print(f"  たまご       {urls['tamago']}/login          user {demo['KUROKO_TAMAGO_USER']!r}, password "

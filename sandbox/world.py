@@ -84,6 +84,21 @@ class RmsMail:
 
 
 @dataclass
+class ShippingRow:
+    """One 発送明細 row. A value sent blank is stored blank (None), as the real RMS does."""
+
+    detail_id: str
+    company: str | None
+    date: date | None
+    tracking_number: str | None
+    set_at: datetime
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.company and self.date and self.tracking_number)
+
+
+@dataclass
 class RakutenOrder:
     order_number: str
     placed_at: datetime
@@ -96,17 +111,34 @@ class RakutenOrder:
     confirmed_by: str | None = None
     confirm_clicks: int = 0
     mails: list[RmsMail] = field(default_factory=list)
-    shipping_company: str | None = None
-    shipping_date: date | None = None
-    tracking_number: str | None = None
-    shipping_set_at: datetime | None = None
+    shipping_rows: list[ShippingRow] = field(default_factory=list)
+    """RMS's 発送明細, in the order they were added (one per parcel)."""
 
     @property
     def total_yen(self) -> int:
         return sum(i.price_yen * i.quantity for i in self.items)
 
+    # The first row's values: what the order showed when it had one row (admin state, procedure A).
+    @property
+    def shipping_company(self) -> str | None:
+        return self.shipping_rows[0].company if self.shipping_rows else None
+
+    @property
+    def shipping_date(self) -> date | None:
+        return self.shipping_rows[0].date if self.shipping_rows else None
+
+    @property
+    def tracking_number(self) -> str | None:
+        return self.shipping_rows[0].tracking_number if self.shipping_rows else None
+
+    @property
+    def shipping_set_at(self) -> datetime | None:
+        """When a row was last added or changed."""
+        return max((r.set_at for r in self.shipping_rows), default=None)
+
     def rms_status(self, now: datetime) -> str:
-        """RMS's 注文ステータス. Shipping fields complete → 完了 from the next day (JST) on."""
+        """RMS's 注文ステータス. Every 発送明細 row complete → 完了 from the day (JST) after the last
+        change on; a row missing 配送会社, 発送日 or お荷物伝票番号 keeps the order from completing."""
         if self.boss_state is BossState.CANCELLED:
             return "キャンセル確定"
         if self.shipping_complete and self.shipping_set_at is not None:
@@ -120,7 +152,7 @@ class RakutenOrder:
 
     @property
     def shipping_complete(self) -> bool:
-        return bool(self.shipping_company and self.shipping_date and self.tracking_number)
+        return bool(self.shipping_rows) and all(r.complete for r in self.shipping_rows)
 
 
 @dataclass
@@ -139,6 +171,8 @@ class FaultSettings:
     """Web apps: names of page elements not rendered (a page that changed)."""
     error_paths: list[str] = field(default_factory=list)
     """Only requests whose path contains one of these get the 5xx (empty: every path)."""
+    rename_labels: dict[str, str] = field(default_factory=dict)
+    """Web apps: button and field labels shown under another name (e.g. {"次へ": "進む"})."""
 
 
 SYSTEMS = ("boss", "rms", "zendesk", "spapi", "tamago", "bcart")
@@ -346,13 +380,39 @@ class World:
         return mail
 
     def set_shipping(self, order_number: str, company: str, ship_date: date, tracking: str) -> None:
+        """The first 発送明細 row set to these values (added if the order has none)."""
         order = self.get_order(order_number)
-        order.shipping_company = company
-        order.shipping_date = ship_date
-        order.tracking_number = tracking
-        order.shipping_set_at = self.now()
-        self.record("rms", "shipping_set", order_number=order_number, company=company,
-                    date=ship_date.isoformat(), tracking=tracking)
+        if order.shipping_rows:
+            self.update_shipping_row(order_number, order.shipping_rows[0].detail_id, company, ship_date, tracking)
+        else:
+            self.add_shipping_row(order_number, company, ship_date, tracking)
+
+    def add_shipping_row(self, order_number: str, company: str | None, ship_date: date | None,
+                         tracking: str | None) -> ShippingRow:
+        """発送明細を追加: a new row, blanks stored as blanks."""
+        order = self.get_order(order_number)
+        number = max((int(r.detail_id.rsplit("-", 1)[1]) for r in order.shipping_rows), default=0) + 1
+        row = ShippingRow(detail_id=f"{order_number}-{number}", company=company or None, date=ship_date,
+                          tracking_number=tracking or None, set_at=self.now())
+        order.shipping_rows.append(row)
+        self.record("rms", "shipping_set", order_number=order_number, detail_id=row.detail_id, added=True,
+                    company=row.company, date=ship_date.isoformat() if ship_date else None,
+                    tracking=row.tracking_number)
+        return row
+
+    def update_shipping_row(self, order_number: str, detail_id: str, company: str | None, ship_date: date | None,
+                            tracking: str | None) -> ShippingRow:
+        """A row's three values overwritten with what was sent — a blank overwrites with nothing."""
+        order = self.get_order(order_number)
+        row = next((r for r in order.shipping_rows if r.detail_id == detail_id), None)
+        if row is None:
+            raise KeyError(f"order {order_number} has no 発送明細 {detail_id}")
+        row.company, row.date, row.tracking_number = company or None, ship_date, tracking or None
+        row.set_at = self.now()
+        self.record("rms", "shipping_set", order_number=order_number, detail_id=detail_id, added=False,
+                    company=row.company, date=ship_date.isoformat() if ship_date else None,
+                    tracking=row.tracking_number)
+        return row
 
     def delete_in_boss(self, order_number: str) -> None:
         self._set_boss_state(self.get_order(order_number), BossState.DELETED, "user")
@@ -386,7 +446,13 @@ class World:
                 "date": order.shipping_date.isoformat() if order.shipping_date else None,
                 "tracking_number": order.tracking_number,
             },
+            "shipping_rows": shipping_rows_state(order),
         }
+
+
+def shipping_rows_state(order: RakutenOrder) -> list[dict[str, Any]]:
+    return [{"detail_id": r.detail_id, "company": r.company, "date": r.date.isoformat() if r.date else None,
+             "tracking_number": r.tracking_number} for r in order.shipping_rows]
 
 
 def render_mail_body(template_key: str, order: RakutenOrder, fields: dict[str, str]) -> str:

@@ -25,7 +25,7 @@ import pytest
 from conftest import Sandbox
 from robot import ODC, Robot, internal_notes, make_robot, mcf_orders, primary_ticket, side_effects, tickets
 
-from kuroko.settings import get_settings
+from bots.rakuten_sim_order import rules
 from services.helpdesk import HELPDESK
 
 DATA_SIM = "SIM-DATA-30D-20GB"
@@ -318,7 +318,7 @@ def test_an_unknown_carrier_code_is_held_until_mapped_then_goes_on_once(
         assert robot.order(number).state == "held" and shipping_mails(sandbox, number) == []
 
     # A person adds the carrier to the configuration and removes the hold tag in Zendesk.
-    carriers = {**get_settings().carrier_map, "ACME_EXPRESS": "その他"}
+    carriers = {**rules().carrier_map, "ACME_EXPRESS": "その他"}
     monkeypatch.setenv("KUROKO_CARRIER_MAP", json.dumps(carriers, ensure_ascii=False))
     with make_robot(sandbox) as robot:
         robot.connections.use(HELPDESK).remove_tags(primary_ticket(sandbox, number)["id"],

@@ -4,6 +4,11 @@ things the robot does there: 注文確認, メール送信 (template → 次へ 
 The page object reports what RMS shows and clicks only what it is asked to; whether an order is a
 physical SIM, or whether a mail was already sent, is the procedure's decision.
 
+発送情報 is a list of 発送明細 rows, one per parcel. ``add_shipping_rows()`` adds only the rows RMS
+does not show yet (matched on carrier and tracking number), so a repeat adds nothing; it never
+sends a row with a blank 配送会社, 発送日 or お荷物伝票番号 — RMS would store the blank (and a
+blank keeps the order from completing) — and never edits a row a person entered.
+
 Every action submits one form and waits for the page it leads to and for RMS's own success
 message. If RMS dropped the session before the action reached it (it then answers with its login
 page and changes nothing), the page object logs in again and does the action once more; a second
@@ -24,6 +29,7 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from pydantic import BaseModel
 
 from kuroko.errors import (
+    BusinessRuleError,
     OrderMismatch,
     PageChanged,
     SessionExpired,
@@ -45,6 +51,8 @@ ITEM_CELLS = {"sku": "order.item_sku", "name": "order.item_name", "quantity": "o
               "unit_price": "order.item_unit_price"}
 MAIL_CELLS = {"id": "order.mail_id", "template": "order.mail_template", "sent_at": "order.mail_sent_at",
               "subject": "order.mail_subject"}
+SHIPPING_CELLS = {"detail_id": "order.shipping_detail_id", "company": "order.shipping_row_company",
+                  "date": "order.shipping_row_date", "tracking": "order.shipping_row_tracking"}
 
 T = TypeVar("T")
 
@@ -69,6 +77,33 @@ class RmsMailRecord(BaseModel):
     """send_mail()'s name for that template ("thank_you" …), when selectors/rakuten.yaml knows it."""
 
 
+class ShippingRow(BaseModel):
+    """One 発送明細 row: as RMS shows it (blank values are None), or as the robot wants it added."""
+
+    company: str | None = None
+    """配送会社, one of RMS's list."""
+    shipping_date: date | None = None
+    """発送日."""
+    tracking_number: str | None = None
+    """お荷物伝票番号."""
+    detail_id: str | None = None
+    """RMS's 明細番号 (None for a row not added yet)."""
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.company and self.shipping_date and self.tracking_number)
+
+    def same_parcel(self, other: ShippingRow) -> bool:
+        """Same carrier and tracking number (spaces, hyphens and case aside); the date is not compared,
+        so a row added on an earlier day is found again."""
+        return (self.company or "") == (other.company or "") and \
+            _tracking_key(self.tracking_number) == _tracking_key(other.tracking_number)
+
+
+def _tracking_key(tracking: str | None) -> str:
+    return re.sub(r"[\s\-‐－ー]", "", tracking or "").upper()
+
+
 class RmsOrderView(BaseModel):
     order_number: str
     status: str
@@ -86,7 +121,10 @@ class RmsOrderView(BaseModel):
     items: list[RmsItem]
     can_confirm: bool
     """The 注文確認 button is on the page."""
+    shipping_rows: list[ShippingRow]
+    """発送明細, in RMS's order."""
     shipping_company: str | None
+    """The first 発送明細 row's values (what the order showed when it had one row)."""
     shipping_date: date | None
     tracking_number: str | None
     mails: list[RmsMailRecord]
@@ -126,18 +164,22 @@ class RmsOrderPage:
         site = self.site
         self._visible("order.heading")
         self._visible("order.items_table")
+        self._visible("order.shipping_rows")
         self._visible("order.mail_history")
         fields, tables = site.read_test_ids(
             {key: f"order.{key}" for key in ORDER_FIELDS},
-            {"items": ("order.item_row", ITEM_CELLS), "mails": ("order.mail_row", MAIL_CELLS)},
+            {"items": ("order.item_row", ITEM_CELLS), "mails": ("order.mail_row", MAIL_CELLS),
+             "shipping": ("order.shipping_row", SHIPPING_CELLS)},
         )
         shown = {key: self._one(f"order.{key}", texts) for key, texts in fields.items()}
-        company = self._value("order.shipping_company")
-        ship_date_text = self._value("order.shipping_date")
-        tracking = self._value("order.tracking_number")
         keys = self._template_keys()
         items = [self._row(row, ITEM_CELLS) for row in tables["items"]]
         mails = [self._row(row, MAIL_CELLS) for row in tables["mails"]]
+        rows = [ShippingRow(company=row["company"] or None,
+                            shipping_date=self._date(row["date"]) if row["date"] else None,
+                            tracking_number=row["tracking"] or None, detail_id=row["detail_id"] or None)
+                for row in (self._row(r, SHIPPING_CELLS) for r in tables["shipping"])]
+        first = rows[0] if rows else ShippingRow()
         view = RmsOrderView(
             order_number=shown["order_number"],
             status=shown["status"],
@@ -154,9 +196,10 @@ class RmsOrderPage:
                            unit_price_yen=self._number(item["unit_price"], "order.item_unit_price"))
                    for item in items],
             can_confirm=site.el("order.confirm_button").count() > 0,
-            shipping_company=company or None,
-            shipping_date=self._date(ship_date_text) if ship_date_text else None,
-            tracking_number=tracking or None,
+            shipping_rows=rows,
+            shipping_company=first.company,
+            shipping_date=first.shipping_date,
+            tracking_number=first.tracking_number,
             mails=[RmsMailRecord(mail_id=mail["id"], template=mail["template"],
                                  sent_at=self._time(mail["sent_at"], "order.mail_sent_at"),
                                  subject=mail["subject"], template_key=keys.get(mail["template"]))
@@ -181,8 +224,33 @@ class RmsOrderPage:
         return self._act(lambda: self._send_mail_once(template, dict(fields or {})))
 
     def set_shipping(self, company: str, ship_date: date, tracking_number: str) -> RmsOrderView:
-        """Fill 配送会社 (one of RMS's list), 発送日 and お荷物伝票番号, then 更新."""
-        return self._act(lambda: self._set_shipping_once(company, ship_date, tracking_number))
+        """The order's 発送明細 for one parcel: 配送会社 (one of RMS's list), 発送日, お荷物伝票番号 — added
+        unless a row with that carrier and tracking number is already there."""
+        return self.add_shipping_rows([ShippingRow(company=company, shipping_date=ship_date,
+                                                   tracking_number=tracking_number)])
+
+    def add_shipping_rows(self, rows: list[ShippingRow]) -> RmsOrderView:
+        """One 発送明細 per parcel: each row not on the order yet is added (発送明細を追加), in the order
+        given; rows already there are left as they are, so a repeat adds nothing.
+
+        A row with a blank 配送会社, 発送日 or お荷物伝票番号 is refused before anything is sent (RMS would
+        store the blank), and so is a tracking number RMS already holds under another carrier."""
+        wanted: list[ShippingRow] = []
+        for row in rows:
+            blank = [name for name, value in (("配送会社", row.company), ("発送日", row.shipping_date),
+                                              ("お荷物伝票番号", row.tracking_number))
+                     if value is None or (isinstance(value, str) and not value.strip())]
+            if blank:
+                raise BusinessRuleError(
+                    f"rakuten: a 発送明細 for order {self._order_number()} has no {'・'.join(blank)} "
+                    f"({row.company or '-'} {row.shipping_date or '-'} {row.tracking_number or '-'}); RMS would "
+                    "store the blank, so nothing was sent. The shipment's carrier, date and tracking number "
+                    "are all needed", code="rms_blank_shipping")
+            clean = ShippingRow(company=(row.company or "").strip(), shipping_date=row.shipping_date,
+                                tracking_number=(row.tracking_number or "").strip())
+            if not any(clean.same_parcel(w) for w in wanted):
+                wanted.append(clean)
+        return self._act(lambda: self._add_rows_once(wanted))
 
     # --- one attempt of each action ----------------------------------------------------------
     def _confirm_once(self) -> RmsOrderView:
@@ -213,21 +281,43 @@ class RmsOrderPage:
         self._expect_result("order.mail_sent_message", "mail_preview.error", "メール送信")
         return self.read()
 
-    def _set_shipping_once(self, company: str, ship_date: date, tracking_number: str) -> RmsOrderView:
+    def _add_rows_once(self, wanted: list[ShippingRow]) -> RmsOrderView:
+        """Reads the rows RMS shows now (a repeat after a bounced click finds what was added), then
+        adds the missing ones."""
         self._back_on_order()
+        view = self.read()
+        missing = [row for row in wanted if not any(row.same_parcel(have) for have in view.shipping_rows)]
+        for row in missing:
+            other = next((have for have in view.shipping_rows
+                          if _tracking_key(have.tracking_number) == _tracking_key(row.tracking_number)), None)
+            if other is not None:
+                raise BusinessRuleError(
+                    f"rakuten: order {view.order_number} already has お荷物伝票番号 {row.tracking_number} under "
+                    f"{other.company or '(no carrier)'}, not {row.company}; nothing was changed. A person must "
+                    "decide which is right", code="rms_shipping_conflict")
+        if not missing:
+            return view
+        options = self._carrier_options()
+        unknown = sorted({row.company for row in missing if row.company not in options}, key=str)
+        if unknown:
+            raise UnknownValue(
+                f"RMS offers no shipping company {', '.join(map(repr, unknown))}; its 配送会社 list is: "
+                f"{', '.join(options)}. Map the carrier to one of these (KUROKO_CARRIER_MAP)"
+            )
+        for row in missing:
+            assert row.company and row.shipping_date and row.tracking_number  # checked by add_shipping_rows
+            self._back_on_order()
+            self._visible("order.shipping_company").first.select_option(value=row.company)
+            self._visible("order.shipping_date").first.fill(row.shipping_date.isoformat())
+            self._visible("order.tracking_number").first.fill(row.tracking_number)
+            self._submit("order.shipping_add", accept_dialog=True)
+            self._expect_result("order.shipping_added_message", "order.error", "発送明細の追加")
+        return self.read()
+
+    def _carrier_options(self) -> list[str]:
         select = self._visible("order.shipping_company").first
         options: list[str] = select.evaluate("s => Array.from(s.options).map(o => o.value).filter(v => v)")
-        if company not in options:
-            raise UnknownValue(
-                f"RMS offers no shipping company {company!r}; its 配送会社 list is: {', '.join(options)}. "
-                "Map the carrier to one of these (KUROKO_CARRIER_MAP)"
-            )
-        select.select_option(value=company)
-        self._visible("order.shipping_date").first.fill(ship_date.isoformat())
-        self._visible("order.tracking_number").first.fill(tracking_number)
-        self._submit("order.shipping_save", accept_dialog=True)
-        self._expect_result("order.shipping_saved_message", "order.error", "発送情報の更新")
-        return self.read()
+        return options
 
     # --- machinery ---------------------------------------------------------------------------
     def _act(self, attempt: Callable[[], T]) -> T:
