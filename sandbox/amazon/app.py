@@ -845,7 +845,7 @@ def get_report_document(world: World, body: dict[str, Any], request: Request) ->
     report = next((r for r in world.amazon.reports.values() if r.status == "DONE" and r.document_id == wanted), None)
     if report is None:
         raise not_found(f"Report document {wanted} not found.")
-    base = str(request.base_url).rstrip("/")
+    base = world.urls.get("spapi") or f"{request.url.scheme}://{request.url.netloc}"
     return {"reportDocumentId": wanted, "url": f"{base}{DOCUMENTS}/{wanted}?X-Amz-Expires=300"}
 
 
