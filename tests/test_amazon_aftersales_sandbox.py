@@ -202,6 +202,21 @@ def test_amazon_moves_the_estimated_date_after_shipping(sandbox: Sandbox) -> Non
     assert (jst_day(again) - jst_day(before)).days == 3
 
 
+def test_an_order_not_shipped_by_its_estimated_date(sandbox: Sandbox) -> None:
+    client = outbound(sandbox)
+    plan(sandbox, "RKT-STUCK", shipments=[{"after_hours": 24 * 4, "edd_follows": False}])
+    create(client, "RKT-STUCK", {DATA_SIM: 1})
+    sandbox.advance(days=3)
+    stuck = order(client, "RKT-STUCK")
+    [shipment] = stuck["fulfillmentShipments"]
+    assert shipment["fulfillmentShipmentStatus"] == "PENDING" and stuck["fulfillmentOrder"][
+        "fulfillmentOrderStatus"] == "Processing"
+    assert shipment["estimatedArrivalDate"] < sandbox.now().isoformat().replace("+00:00", "Z")
+    sandbox.advance(days=3)
+    details = tracking(client, only_package(client, "RKT-STUCK"))
+    assert details["currentStatus"] == "DELIVERED" and details["trackingEvents"][0]["eventDate"] > details["shipDate"]
+
+
 # --- orders that do not ship in full ------------------------------------------------------------------
 def test_unfulfillable_and_invalid_after_creation(sandbox: Sandbox) -> None:
     client = outbound(sandbox)
@@ -381,3 +396,26 @@ def test_after_sales_answers_validate_against_amazons_models(sandbox: Sandbox) -
     check(reports_doc, reports, "post", wrong)
     check(reports_doc, f"{reports}/{{reportId}}", "get", api.get(f"{reports}/404404"))
     assert len(checked) >= 14
+
+
+# --- the seeded scenario ---------------------------------------------------------------------------------------
+def test_aftersales_scenario_scripts_every_case_for_the_orders_the_robot_will_send(sandbox: Sandbox) -> None:
+    placed = sandbox.reset(seed=3, scenario="aftersales")["orders"]
+    cases = {e["order_number"]: e["case"] for e in sandbox.audit("sandbox", "aftersales_case")}
+    assert len(placed) == len(cases) >= 19
+    client = outbound(sandbox)
+    for number in placed:  # what procedure A does for each: one MCF order RKT-<number>
+        lines = {i["sku"]: i["quantity"] for i in sandbox.order(number)["items"]}
+        create(client, f"RKT-{number}", lines)
+    sandbox.advance(days=12)
+    views = {o["seller_fulfillment_order_id"]: o for o in sandbox.get("/admin/amazon/fulfillment-orders")}
+    by_case = {cases[number]: views[f"RKT-{number}"] for number in placed}
+    assert [len(by_case["split"]["shipments"]), len(by_case["split"]["packages"])] == [2, 3]
+    assert by_case["delivered"]["packages"][0]["tracking_status"] == "DELIVERED"
+    assert by_case["lost_by_carrier"]["packages"][0]["tracking_status"] == "UNDELIVERABLE"
+    assert by_case["undeliverable_returned"]["packages"][0]["tracking_status"] == "RETURNED"
+    assert by_case["unknown_tracking"]["packages"][0]["tracking_status"] == "FORWARDED"
+    assert (by_case["unfulfillable"]["status"], by_case["partial"]["status"]) == ("Unfulfillable",
+                                                                                  "CompletePartialled")
+    rows = sandbox.get("/admin/amazon/reimbursements")
+    assert sorted(r["reason"] for r in rows) == ["Damaged_Warehouse", "Lost_Outbound", "Lost_Warehouse"]

@@ -242,6 +242,8 @@ class ShipmentPlan(BaseModel):
     packages: list[PackagePlan] = Field(default_factory=lambda: [PackagePlan()], min_length=1)
     cancelled: bool = Field(default=False, description="the FC cancels it at its time (CANCELLED_BY_FULFILLER); its "
                                                "units become unfulfillable")
+    edd_follows: bool = Field(default=True, description="a later departure moves its estimated arrival as much; "
+                                                        "false: it keeps the order's promise (not shipped by the EDD)")
 
 
 class OrderPlan(BaseModel):
@@ -651,6 +653,7 @@ class AmazonStore:
             ship_at = (order.promise.ship_at if s.after_hours is None
                        else order.received_at + timedelta(hours=s.after_hours))
             late_days = max(0, (ship_at.astimezone(JST).date() - order.promise.ship_at.astimezone(JST).date()).days)
+            late_days = late_days if s.edd_follows else 0
             order.shipments.append(Shipment(
                 shipment_id="D" + "".join(self.rng.choices(string.ascii_letters + string.digits, k=8)),
                 ship_at=ship_at, edd_base=order.promise.latest_arrival + timedelta(days=late_days),
@@ -720,6 +723,8 @@ class AmazonStore:
         if fate == "late":
             events.append((_jst_at(edd, 18), "EVENT_418", "Delayed.", dest, "DELAYED"))
             day = edd + timedelta(days=order.plan.deliver_after_days)
+        if _jst_at(day, 21) < shipped + timedelta(hours=5):  # it left after its estimated arrival
+            day = shipped + timedelta(days=1)
         delivery = min(max(_jst_at(day, 14), shipped + timedelta(hours=5)), _jst_at(day, 21))
         if fate == "delivered" and shipment is order.shipments[0] and not order.plan.edd_shift_days:
             delivery = order.promise.delivery_at if shipment.ship_at == order.promise.ship_at else delivery
