@@ -333,6 +333,24 @@ def test_reimbursements_report_create_poll_download(sandbox: Sandbox) -> None:
     assert sorted(r["reason"] for r in table if not r["case-id"]) == ["Damaged_Warehouse", "Lost_Warehouse"]
 
 
+def test_a_filed_case_gets_an_id_and_is_answered_on_the_clock(sandbox: Sandbox) -> None:
+    paid = sandbox.post("/admin/amazon/cases", {"kind": "lost", "order_id": "RKT-1", "sku": DATA_SIM,
+                                                 "answer": "pay", "answer_after_days": 3})
+    silent = sandbox.post("/admin/amazon/cases", {"kind": "damaged", "order_id": "RKT-2", "answer": "silent"})
+    assert paid["case_id"].isdigit() and len(paid["case_id"]) in (10, 11) and paid["case_id"] != silent["case_id"]
+    sandbox.advance(days=2)
+    assert sandbox.get("/admin/amazon/reimbursements") == []
+    sandbox.advance(days=2)
+    [row] = sandbox.get("/admin/amazon/reimbursements")
+    assert (row["case-id"], row["amazon-order-id"], row["amount-total"], row["reason"]) == (
+        paid["case_id"], "RKT-1", "2980", "Lost_Outbound")
+    assert [(a["case_id"], a["answer"]) for a in sandbox.audit("amazon", "case_answered")] == [
+        (paid["case_id"], "pay")]
+    sandbox.post(f"/admin/amazon/cases/{silent['case_id']}/answer", {"answer": "ask_more"})
+    answered = {c["case_id"]: c["answered_at"] is not None for c in sandbox.get("/admin/amazon/cases")}
+    assert answered == {paid["case_id"]: True, silent["case_id"]: True}
+
+
 # --- the wire against Amazon's models --------------------------------------------------------------------------
 def _validator(doc: str) -> tuple[dict[str, Any], dict[str, Any]]:
     loaded = json.loads((REFS / f"{doc}.json").read_text())

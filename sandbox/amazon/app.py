@@ -55,6 +55,7 @@ from sandbox.amazon.store import (
     Report,
     ReturnItem,
     asin_for,
+    case_view,
     destination_city,
     fnsku_for,
     is_remote,
@@ -978,6 +979,23 @@ class Reimbursement(BaseModel):
     warehouse: int = Field(0, ge=0, description="also add this many of Amazon's own warehouse rows")
 
 
+class FileCase(BaseModel):
+    kind: str = Field(default="lost", pattern="^(lost|damaged)$")
+    order_id: str | None = Field(default=None, description="the MCF order id the case is about")
+    sku: str | None = None
+    quantity: int = Field(default=1, ge=1)
+    text: str = ""
+    answer: str = Field(default="pay", pattern="^(pay|refuse|ask_more|silent)$",
+                        description="what Amazon will answer (silent: never)")
+    answer_after_days: float = Field(default=3, ge=0)
+    amount: int | None = Field(default=None, ge=0, description="pay: yen (default: the product's price × quantity)")
+
+
+class CaseAnswer(BaseModel):
+    answer: str = Field(pattern="^(pay|refuse|ask_more|silent)$")
+    amount: int | None = Field(default=None, ge=0)
+
+
 def admin_router(state: SandboxState) -> APIRouter:
     router = APIRouter(prefix="/admin/amazon")
 
@@ -1062,6 +1080,29 @@ def admin_router(state: SandboxState) -> APIRouter:
         order, _, package = found
         package.injected.append((state.world.now(), body.code, body.description, body.status))
         return amazon.order_view(order)
+
+    @router.post("/cases")
+    async def file_case(body: FileCase) -> dict[str, Any]:
+        """A person files a case in Seller Central (no API does): Amazon returns its case id, and
+        answers it ``answer_after_days`` later (audit ``case_answered``; pay: a reimbursement row)."""
+        case = store().file_case(kind=body.kind, order_id=body.order_id, sku=body.sku, quantity=body.quantity,
+                                 text=body.text, answer=body.answer, answer_after_days=body.answer_after_days,
+                                 amount=body.amount)
+        return case_view(case)
+
+    @router.get("/cases")
+    async def cases() -> list[dict[str, Any]]:
+        return [case_view(c) for c in store().cases.values()]
+
+    @router.post("/cases/{case_id}/answer")
+    async def answer_case(case_id: str, body: CaseAnswer) -> dict[str, Any]:
+        """Amazon answers the case now (again, if it already did: e.g. pays after asking for more)."""
+        amazon = store()
+        case = amazon.cases.get(case_id)
+        if case is None:
+            raise HTTPException(404, f"no case {case_id}")
+        amazon.answer_case(case, body.answer, amount=body.amount)
+        return case_view(case)
 
     @router.get("/reimbursements")
     async def reimbursements() -> list[dict[str, str]]:

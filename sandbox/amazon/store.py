@@ -122,6 +122,7 @@ REIMBURSEMENT_COLUMNS = (
     "original-reimbursement-type",
 )
 """GET_FBA_REIMBURSEMENTS_DATA's columns (developer-docs fba-payments-reports-attributes)."""
+MCF_DEFAULT_SKU = "SIM-DATA-30D-20GB"
 
 # --- Login with Amazon ----------------------------------------------------------------------
 TOKEN_LIFETIME_SECONDS = 3600
@@ -449,6 +450,32 @@ class FulfillmentOrder:
         return sum(line.quantity - line.cancelled for line in self.lines if sku is None or line.sku == sku)
 
 
+CASE_ANSWERS = ("pay", "refuse", "ask_more", "silent")
+
+
+@dataclass
+class Case:
+    """A Seller Central case a person filed (no API files one): Amazon answers it on the clock."""
+
+    case_id: str
+    kind: str
+    """lost | damaged."""
+    order_id: str | None
+    sku: str | None
+    quantity: int
+    text: str
+    filed_at: datetime
+    answer: str = "pay"
+    """What Amazon will do: pay (a reimbursement row with this case id), refuse, ask_more, silent."""
+    answer_after_days: float = 3.0
+    amount: int | None = None
+    answered_at: datetime | None = None
+
+    @property
+    def due(self) -> datetime:
+        return self.filed_at + timedelta(days=self.answer_after_days)
+
+
 @dataclass
 class Report:
     """A report asked for with createReport. It is IN_QUEUE when created, IN_PROGRESS at the first
@@ -511,6 +538,7 @@ class AmazonStore:
         self.pending_plans: dict[str, OrderPlan] = {}
         """Plans for orders not created yet, by sellerFulfillmentOrderId (admin knob)."""
         self.reimbursements: list[dict[str, str]] = []
+        self.cases: dict[str, Case] = {}
         self.reports: dict[str, Report] = {}
         self._report_ids = itertools.count(self.rng.randrange(50_000_000_000, 60_000_000_000))
         self.plans: dict[str, tuple[float, int]] = dict(DEFAULT_PLANS)
@@ -546,6 +574,9 @@ class AmazonStore:
                 for item in order.returns:
                     if item.status == "New" and item.created_at + timedelta(days=order.plan.return_after_days) <= now:
                         self._process_return(order, item, condition)
+        for case in self.cases.values():
+            if case.answered_at is None and case.answer != "silent" and case.due <= now:
+                self.answer_case(case, case.answer, at=case.due)
 
     def _ship(self, order: FulfillmentOrder, shipment: Shipment) -> None:
         shipment.shipped = True
@@ -809,6 +840,36 @@ class AmazonStore:
         self.world.record("amazon", "reimbursement_added", case_id=case_id, order_id=order_id, sku=sku, amount=amount)
         return row
 
+    def file_case(self, *, kind: str, order_id: str | None, sku: str | None, quantity: int, text: str,
+                  answer: str, answer_after_days: float, amount: int | None) -> Case:
+        """A person files a case in Seller Central: Amazon gives it a case id (10 or 11 digits)."""
+        while True:
+            digits = self.rng.choice((10, 11))
+            case_id = str(self.rng.randrange(10 ** (digits - 1), 10**digits))
+            if case_id not in self.cases:
+                break
+        case = Case(case_id=case_id, kind=kind, order_id=order_id, sku=sku, quantity=quantity, text=text,
+                    filed_at=self.world.now(), answer=answer, answer_after_days=answer_after_days, amount=amount)
+        self.cases[case_id] = case
+        self.world.record("amazon", "case_filed", case_id=case_id, kind=kind, order_id=order_id)
+        return case
+
+    def answer_case(self, case: Case, answer: str, *, at: datetime | None = None, amount: int | None = None) -> None:
+        """Amazon answers the case (its mail is the Zendesk side's to write, from the audit entry);
+        ``pay`` also puts a row with the case id in the reimbursements report."""
+        case.answer, case.answered_at = answer, at or self.world.now()
+        case.amount = amount if amount is not None else case.amount
+        paid = None
+        if answer == "pay":
+            sku = case.sku or MCF_DEFAULT_SKU
+            product = PRODUCTS.get(sku)
+            paid = case.amount if case.amount is not None else (product.price_yen if product else 1000) * case.quantity
+            self.add_reimbursement(case_id=case.case_id, order_id=case.order_id, sku=sku, amount=paid,
+                                   quantity=case.quantity, reason=f"{case.kind.capitalize()}_Outbound",
+                                   approved_at=case.answered_at)
+        self.world.record("amazon", "case_answered", case_id=case.case_id, answer=answer, amount=paid,
+                          order_id=case.order_id)
+
     def create_report(self, report_type: str, start: datetime | None, end: datetime | None) -> Report:
         now = self.world.now()
         report = Report(report_id=str(next(self._report_ids)), report_type=report_type, created=now,
@@ -880,6 +941,7 @@ class AmazonStore:
             "fba_stock": dict(self.fba_stock),
             "fulfillment_orders": [self.order_view(o) for o in self.orders.values()],
             "reimbursements": list(self.reimbursements),
+            "cases": [case_view(c) for c in self.cases.values()],
             "knobs": {
                 "lost_skus": sorted(self.lost_skus),
                 "lose_next": self.lose_next,
@@ -889,6 +951,13 @@ class AmazonStore:
                 "plans": {op: {"rate": r, "burst": b} for op, (r, b) in self.plans.items()},
             },
         }
+
+
+def case_view(case: Case) -> dict[str, Any]:
+    return {"case_id": case.case_id, "kind": case.kind, "order_id": case.order_id, "sku": case.sku,
+            "quantity": case.quantity, "filed_at": case.filed_at.isoformat(), "answer": case.answer,
+            "due": case.due.isoformat(), "answered_at": case.answered_at.isoformat() if case.answered_at else None,
+            "amount": case.amount}
 
 
 def product_name(sku: str) -> str:
