@@ -1,6 +1,13 @@
 """Amazon Multi-Channel Fulfillment (MCF) as the robot sees it: a small Protocol in business words,
 and the real implementation over python-amazon-sp-api (unmodified) and Login with Amazon.
 
+- Orders: preview, create (once), read (``McfOrder``: shipments, packages, item quantities, the EDD
+  as the latest estimated arrival seen, statuses raw and normalised), cancel.
+- After the parcel leaves: per-package tracking (``TrackingInfo``; statuses and event codes are open
+  sets, unknown ones are kept and listed, never refused), returns (per-SKU reason codes, one
+  authorization per request with the caller's own sellerReturnItemIds, the returned units'
+  outcome), and Amazon's reimbursements report (Reports API 2021-06-30 through the library's
+  ``Reports`` client: create → poll → download).
 - Every SP-API refusal becomes ``SpApiError`` (an ``ApiError``) whose ``code`` is Amazon's error
   code (``QuotaExceeded``, ``InvalidInput``, ``Unauthorized``, ``invalid_grant`` …); a second
   create for the same ``sellerFulfillmentOrderId`` is ``FulfillmentOrderExists``, so the robot can
@@ -285,6 +292,10 @@ class TrackingInfo(BaseModel):
     @property
     def status_key(self) -> str:
         return normalized_status(self.current_status)
+
+    @property
+    def promised_arrival(self) -> datetime | None:
+        return self.estimated_arrival
 
     @property
     def event_codes(self) -> list[str]:

@@ -20,6 +20,7 @@ from services.fulfillment import (
     McfOrder,
     McfReturnItem,
     ReturnRefused,
+    SpApiError,
     delivery_days,
     normalized_status,
 )
@@ -210,3 +211,15 @@ def test_reimbursements_report_rows_in_business_words(sandbox: Sandbox) -> None:
     latest = service.reimbursements(sandbox.now() - timedelta(hours=1))
     assert [(r.case_id, r.amount_per_unit, r.quantity_total) for r in latest] == [
         ("16496946351", Decimal("2990"), 2)]
+
+
+def test_report_refusals_are_api_errors_with_amazons_code(sandbox: Sandbox) -> None:
+    service = mcf(sandbox, report_poll_seconds=0.01)
+    service.return_reasons(DATA_SIM)  # an access token first (LWA answers failures in its own words)
+    sandbox.fault("spapi", error_rate=1.0)
+    with pytest.raises(SpApiError) as failed:
+        service.reimbursements(sandbox.now() - timedelta(days=1))
+    assert (failed.value.code, failed.value.status, failed.value.operation) == ("InternalFailure", 500,
+                                                                                "createReport")
+    # (a 429 is translated as for every operation; here it would make the client wait a minute:
+    # createReport's plan is one request a minute once the burst is spent)
