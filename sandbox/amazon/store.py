@@ -731,8 +731,7 @@ class AmazonStore:
                         now: datetime | None = None) -> list[dict[str, Any]]:
         """The carrier's scans up to now (oldest first), each with the currentStatus it leads to."""
         now = self.world.now() if now is None else now
-        found = self.package(package.number)
-        shipment = found[1] if found else order.shipments[0]
+        shipment = next((s for s in order.shipments if package in s.packages), order.shipments[0])
         fate = self.package_fate(order, package)
         edd = self._delivery_day(order, shipment)
         dest = {"city": destination_city(order.address)[:150], "state": str(order.address.get("stateOrRegion")
