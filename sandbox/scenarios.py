@@ -4,6 +4,10 @@
 most without; some to remote prefectures (MCF slower than two days), some for the voice SIM that
 FBA does not stock (office shipment), some eSIM or mixed, a few BOSS never lists, a few
 Rakuten mails with the order number missing, some order mails that arrive twice.
+
+``aftersales`` is one order per after-sales case (AFTERSALES_CASES: split shipments, late, lost,
+damaged, undeliverable, unknown tracking values, unfulfillable, partial, returns …), each MCF
+order's fate scripted before the robot creates it.
 """
 
 from __future__ import annotations
@@ -88,6 +92,63 @@ def day(world: World, seed: int, orders: int | None) -> list[str]:
     return placed
 
 
+AFTERSALES_CASES: dict[str, dict[str, Any]] = {
+    "delivered": {},
+    "split": {"shipments": [
+        {"after_hours": 20, "packages": [{"skus": {"SIM-DATA-30D-20GB": 1}, "carrier": "YAMATO"},
+                                         {"skus": {"SIM-DATA-90D-50GB": 1}, "carrier": "SAGAWA"}]},
+        {"after_hours": 44, "packages": [{"carrier": "JAPAN_POST"}]}]},
+    "late": {"fate": "late", "deliver_after_days": 3},
+    "late_edd_plus_6": {"fate": "late", "deliver_after_days": 6},
+    "not_shipped_by_edd": {"shipments": [{"after_hours": 24 * 4, "edd_follows": False}]},
+    "lost": {"fate": "lost"},
+    "lost_by_carrier": {"fate": "lost_by_carrier"},
+    "edd_moved_then_lost": {"fate": "lost", "edd_shift_days": 2},
+    "damaged": {"fate": "damaged"},
+    "undeliverable": {"fate": "undeliverable"},
+    "undeliverable_returned": {"fate": "undeliverable_returned"},
+    "delivered_only": {"fate": "delivered_only"},
+    "unknown_tracking": {"fate": "unknown"},
+    "unfulfillable": {"outcome": "Unfulfillable"},
+    "invalid": {"outcome": "Invalid", "outcome_after_hours": 0.5},
+    "partial": {"cancelled": {"SIM-DATA-30D-20GB": 1}},
+    "return_sellable": {"return_condition": "Sellable"},
+    "return_carrier_damaged": {"return_condition": "CarrierDamaged"},
+    "return_defective": {"return_condition": "Defective"},
+}
+"""Each after-sales case, as the plan Amazon follows for the MCF order the robot creates."""
+AFTERSALES_ITEMS = {"split": {"SIM-DATA-30D-20GB": 2, "SIM-DATA-90D-50GB": 1},
+                    "partial": {"SIM-DATA-30D-20GB": 2}}
+
+
+def aftersales(world: World, seed: int, orders: int | None) -> list[str]:
+    """One Rakuten order per after-sales case (AFTERSALES_CASES), none of them in RSL stock, so
+    procedure A sends each to MCF: Amazon then follows that case's plan for the MCF order
+    (``RKT-`` + the order number). Also in Amazon's reimbursements report: two of Amazon's own
+    warehouse rows, and a payment for the lost order under a case id the robot does not know."""
+    from sandbox.amazon.store import OrderPlan
+
+    rng = random.Random(seed)
+    world.amazon.fba_stock.update(FBA_STOCK)
+    placed = []
+    for case, plan in AFTERSALES_CASES.items():
+        skus = AFTERSALES_ITEMS.get(case, {rng.choice(MCF_SKUS): 1})
+        for sku in skus:
+            world.rsl_stock[sku] = 0
+        order = world.place_order(skus)
+        world.amazon.pending_plans[f"RKT-{order.order_number}"] = OrderPlan.model_validate(plan)
+        world.record("sandbox", "aftersales_case", order_number=order.order_number, case=case)
+        placed.append(order.order_number)
+        world.advance(timedelta(minutes=5))
+    lost = placed[list(AFTERSALES_CASES).index("lost")]
+    for i, reason in enumerate(("Lost_Warehouse", "Damaged_Warehouse")):
+        world.amazon.add_reimbursement(case_id=None, order_id=None, sku=MCF_SKUS[i], amount=1800 + 200 * i,
+                                       quantity=1, reason=reason)
+    world.amazon.add_reimbursement(case_id="19876543210", order_id=f"RKT-{lost}", sku=MCF_SKUS[0], amount=2980,
+                                   quantity=1, reason="Lost_Outbound")
+    return placed
+
+
 def stocked(world: World, seed: int, orders: int | None) -> list[str]:
     """Only the shelves: FBA stock as on a normal day, no orders (tests place their own)."""
     world.amazon.fba_stock.update(FBA_STOCK)
@@ -160,7 +221,7 @@ def bcart(world: World, seed: int, orders: int | None) -> list[str]:
 
 
 SCENARIOS: dict[str, Callable[[World, int, int | None], list[str]]] = {
-    "day": day, "stocked": stocked, "tamago": tamago, "bcart": bcart,
+    "day": day, "stocked": stocked, "tamago": tamago, "bcart": bcart, "aftersales": aftersales,
 }
 
 

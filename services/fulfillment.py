@@ -1,6 +1,13 @@
 """Amazon Multi-Channel Fulfillment (MCF) as the robot sees it: a small Protocol in business words,
 and the real implementation over python-amazon-sp-api (unmodified) and Login with Amazon.
 
+- Orders: preview, create (once), read (``McfOrder``: shipments, packages, item quantities, the EDD
+  as the latest estimated arrival seen, statuses raw and normalised), cancel.
+- After the parcel leaves: per-package tracking (``TrackingInfo``; statuses and event codes are open
+  sets, unknown ones are kept and listed, never refused), returns (per-SKU reason codes, one
+  authorization per request with the caller's own sellerReturnItemIds, the returned units'
+  outcome), and Amazon's reimbursements report (Reports API 2021-06-30 through the library's
+  ``Reports`` client: create → poll → download).
 - Every SP-API refusal becomes ``SpApiError`` (an ``ApiError``) whose ``code`` is Amazon's error
   code (``QuotaExceeded``, ``InvalidInput``, ``Unauthorized``, ``invalid_grant`` …); a second
   create for the same ``sellerFulfillmentOrderId`` is ``FulfillmentOrderExists``, so the robot can
@@ -14,21 +21,24 @@ and the real implementation over python-amazon-sp-api (unmodified) and Login wit
 
 from __future__ import annotations
 
+import csv
+import io
 import re
 import threading
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
 from json import JSONDecodeError
 from types import SimpleNamespace
 from typing import Any, Protocol, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 from zoneinfo import ZoneInfo
 
 import httpx
 from loguru import logger
 from pydantic import BaseModel, Field, SecretStr
-from sp_api.api import FulfillmentOutbound
+from sp_api.api import FulfillmentOutbound, Reports
 from sp_api.auth import AccessTokenClient, AccessTokenResponse
 from sp_api.auth.exceptions import AuthorizationError
 from sp_api.base import ApiResponse, SellingApiException
@@ -47,18 +57,25 @@ class AmazonSettings(KurokoSettings):
     spapi_refresh_token: SecretStr = SecretStr("Atzr|kuroko-demo-refresh-token")
     marketplace_id: str = "A1VC38T7YXB528"
     """Amazon.co.jp."""
+    report_poll_seconds: float = 2.0
+    """First wait between two getReport polls (it grows by half each time, up to a minute)."""
+    report_timeout_seconds: float = 900.0
+    """Give up waiting for a report after this long (wall clock)."""
     timezone: str = "Asia/Tokyo"
     """The marketplace's time zone (displayable order dates)."""
 
 
 SHIPPING_SPEEDS = ("Standard", "Expedited", "Priority")
 USAGE_PLANS: dict[str, tuple[float, int]] = {
-    op: (2.0, 30)
-    for op in ("getFulfillmentPreview", "createFulfillmentOrder", "getFulfillmentOrder",
-               "getPackageTrackingDetails", "listReturnReasonCodes", "createFulfillmentReturn",
-               "cancelFulfillmentOrder", "listAllFulfillmentOrders")
+    **{op: (2.0, 30)
+       for op in ("getFulfillmentPreview", "createFulfillmentOrder", "getFulfillmentOrder",
+                  "getPackageTrackingDetails", "listReturnReasonCodes", "createFulfillmentReturn",
+                  "cancelFulfillmentOrder", "listAllFulfillmentOrders")},
+    "createReport": (0.0167, 15), "getReport": (2.0, 15), "getReportDocument": (0.0167, 15),
 }
-"""Rate (requests/second) and burst per operation, from the Fulfillment Outbound model."""
+"""Rate (requests/second) and burst per operation, from the Fulfillment Outbound and Reports
+2021-06-30 models."""
+REIMBURSEMENTS_REPORT = "GET_FBA_REIMBURSEMENTS_DATA"
 BURST_MARGIN = 2
 """The client keeps this many of Amazon's burst tokens in reserve, so network jitter never makes
 its bucket and Amazon's disagree."""
@@ -102,24 +119,154 @@ class PreviewOption(BaseModel):
     latest_arrival: datetime | None
 
 
+def normalized_status(value: str | None) -> str:
+    """Amazon's statuses come in several spellings (``CompletePartialled``, ``COMPLETE_PARTIALLED``,
+    ``complete partialled``): compare this form (upper case, no underscores, spaces or hyphens)."""
+    return re.sub(r"[\s_\-]", "", str(value or "")).upper()
+
+
 class McfPackage(BaseModel):
     package_number: int
+    """The input to ``tracking``."""
     carrier_code: str
     """Amazon's code (JAPAN_POST, YAMATO, SAGAWA …); map it with settings.carrier_map."""
     tracking_number: str
     shipped_at: datetime | None
+    shipment_id: str = ""
+    estimated_arrival: datetime | None = None
+    amazon_tracking_number: str | None = None
+
+
+class McfShipment(BaseModel):
+    shipment_id: str
+    """amazonShipmentId (returns name it)."""
+    status: str
+    """As on the wire: PENDING, SHIPPED, CANCELLED_BY_FULFILLER, CANCELLED_BY_SELLER (or another)."""
+    status_key: str
+    """``normalized_status(status)``: compare this."""
+    shipped_at: datetime | None
+    """The actual departure once SHIPPED; None before."""
+    planned_ship_date: datetime | None
+    """shippingDate as Amazon reports it (the estimated departure while PENDING)."""
+    estimated_arrival: datetime | None
+    packages: list[McfPackage]
+    items: dict[str, int]
+    """Units per SKU in this shipment."""
+
+    @property
+    def shipped(self) -> bool:
+        return self.status_key == "SHIPPED"
+
+    @property
+    def cancelled(self) -> bool:
+        return self.status_key.startswith("CANCELLED")
+
+
+class McfOrderItem(BaseModel):
+    seller_sku: str
+    item_id: str
+    """sellerFulfillmentOrderItemId."""
+    quantity: int
+    cancelled: int
+    unfulfillable: int
+    shipped: int
+    """Units in SHIPPED shipments."""
+    estimated_arrival: datetime | None
+
+    @property
+    def not_shipping(self) -> int:
+        """Units Amazon will not ship (cancelled or unfulfillable)."""
+        return min(self.quantity, self.cancelled + self.unfulfillable)
+
+
+class ReturnAddress(BaseModel):
+    name: str
+    address_line1: str
+    address_line2: str | None = None
+    city: str | None = None
+    state_or_region: str | None = None
+    postal_code: str | None = None
+    country_code: str = "JP"
+
+
+class McfReturnAuthorization(BaseModel):
+    authorization_id: str
+    """returnAuthorizationId (links return items to it)."""
+    amazon_rma_id: str
+    rma_page_url: str
+    """The RMA page with the label; the postage is not prepaid."""
+    return_to_address: ReturnAddress
+    fulfillment_center_id: str | None = None
+    return_item_ids: list[str] = Field(default_factory=list)
+    """Our sellerReturnItemIds it covers (create_return: those of the request)."""
+    refused: dict[str, str] = Field(default_factory=dict)
+    """create_return: sellerReturnItemId → Amazon's reason, for items of the request Amazon refused
+    while accepting others (NoReturnableQuantity …)."""
+
+
+class McfReturn(BaseModel):
+    """One returned unit (a ReturnItem)."""
+
+    return_item_id: str
+    item_id: str
+    seller_sku: str | None
+    shipment_id: str
+    reason_code: str
+    comment: str | None
+    status: str
+    """As on the wire: New, Processed (or another spelling)."""
+    status_key: str
+    status_changed_at: datetime | None
+    authorization_id: str | None
+    received_condition: str | None
+    """returnReceivedCondition once Processed: Sellable, Defective, CustomerDamaged, CarrierDamaged,
+    FulfillerDamaged (or a value Amazon adds later: kept as given)."""
+
+    @property
+    def processed(self) -> bool:
+        return self.status_key == "PROCESSED"
 
 
 class McfOrder(BaseModel):
     seller_fulfillment_order_id: str
     status: str
-    """Amazon's FulfillmentOrderStatus: Received, Planning, Processing, Complete (shipped),
-    CompletePartialled, Cancelled, Unfulfillable, Invalid, New."""
+    """Amazon's FulfillmentOrderStatus as on the wire: Received, Planning, Processing, Complete,
+    CompletePartialled, Cancelled, Unfulfillable, Invalid, New (or another spelling or value)."""
     shipping_speed: str
     received_at: datetime | None
     promised_arrival: datetime | None
-    """The latest promised arrival; compare it in calendar days (``delivery_days``)."""
+    """The same as ``estimated_arrival`` (kept for procedure A)."""
     packages: list[McfPackage]
+    """Every package of every shipment."""
+    status_key: str = ""
+    """``normalized_status(status)``: compare this (COMPLETEPARTIALLED …)."""
+    status_updated_at: datetime | None = None
+    estimated_arrival: datetime | None = None
+    """The EDD: the latest estimatedArrivalDate on the order's items, live shipments and packages
+    (Amazon moves it); compare it in calendar days in Japan (``delivery_days``)."""
+    shipments: list[McfShipment] = Field(default_factory=list)
+    items: list[McfOrderItem] = Field(default_factory=list)
+    returns: list[McfReturn] = Field(default_factory=list)
+    return_authorizations: list[McfReturnAuthorization] = Field(default_factory=list)
+
+    def not_shipping(self) -> dict[str, int]:
+        """Units per SKU Amazon will not ship: all unshipped units of an Unfulfillable/Invalid order,
+        else the cancelled and unfulfillable ones (CompletePartialled)."""
+        if self.status_key in ("UNFULFILLABLE", "INVALID"):
+            out = {i.seller_sku: i.quantity - i.shipped for i in self.items}
+        else:
+            out = {i.seller_sku: min(i.not_shipping, i.quantity - i.shipped) for i in self.items}
+        return {sku: n for sku, n in out.items() if n > 0}
+
+
+class TrackingEvent(BaseModel):
+    code: str
+    """eventCode as given (EVENT_301 …; codes the model lacks, e.g. EVENT_444, are kept)."""
+    at: datetime | None
+    description: str
+    city: str | None = None
+    state: str | None = None
+    country: str | None = None
 
 
 class TrackingInfo(BaseModel):
@@ -127,10 +274,65 @@ class TrackingInfo(BaseModel):
     carrier_code: str
     tracking_number: str
     current_status: str
-    """Amazon's CurrentStatus: IN_TRANSIT, OUT_FOR_DELIVERY, DELIVERED, UNDELIVERABLE, DELAYED …"""
+    """Amazon's CurrentStatus as given: IN_TRANSIT, OUT_FOR_DELIVERY, DELIVERED, UNDELIVERABLE,
+    RETURNING, RETURNED, DELAYED … or a value the model lacks (kept, never refused)."""
     estimated_arrival: datetime | None
-    events: list[dict[str, Any]]
-    """Oldest first: ``{"at": datetime, "code": "EVENT_301", "description", "city", "state", "country"}``."""
+    """The promised (estimated) arrival as tracking reports it."""
+    events: list[TrackingEvent]
+    """Oldest first."""
+    current_status_description: str | None = None
+    ship_date: datetime | None = None
+    ship_to_city: str | None = None
+    ship_to_state: str | None = None
+    ship_to_country: str | None = None
+    customer_tracking_link: str | None = None
+    """Swiship's page for the buyer (URL-decoded)."""
+    found: bool = True
+    """False when Amazon has no tracking for the package yet (normal within a day of shipping)."""
+
+    @property
+    def status_key(self) -> str:
+        return normalized_status(self.current_status)
+
+    @property
+    def promised_arrival(self) -> datetime | None:
+        return self.estimated_arrival
+
+    @property
+    def event_codes(self) -> list[str]:
+        return [e.code for e in self.events]
+
+    @property
+    def delivered(self) -> bool:
+        return self.status_key == "DELIVERED" or "EVENT_301" in self.event_codes
+
+    @property
+    def delivered_at(self) -> datetime | None:
+        return next((e.at for e in reversed(self.events) if e.code == "EVENT_301"), None)
+
+    @property
+    def unknown_values(self) -> list[str]:
+        """The status and event codes Amazon's model does not list (to record and show)."""
+        odd = [] if self.status_key in KNOWN_STATUS_KEYS else [self.current_status]
+        return odd + [c for c in dict.fromkeys(self.event_codes) if c not in KNOWN_EVENT_CODES]
+
+
+KNOWN_STATUS_KEYS = {normalized_status(s) for s in (
+    "IN_TRANSIT", "DELIVERED", "RETURNING", "RETURNED", "UNDELIVERABLE", "DELAYED", "AVAILABLE_FOR_PICKUP",
+    "CUSTOMER_ACTION", "UNKNOWN", "OUT_FOR_DELIVERY", "DELIVERY_ATTEMPTED", "PICKUP_SUCCESSFUL", "PICKUP_CANCELLED",
+    "PICKUP_ATTEMPTED", "PICKUP_SCHEDULED", "RETURN_REQUEST_ACCEPTED", "REFUND_ISSUED", "RETURN_RECEIVED_IN_FC")}
+"""CurrentStatus in the 2020-07-01 model (an open set in practice)."""
+KNOWN_EVENT_CODES = {f"EVENT_{n}" for n in (
+    101, 102, 201, 202, 203, 204, 205, 206, 301, 302, 304, 306, 307, 308, 309, 401, 402, 403, 404, 405, 406, 407,
+    408, 409, 411, 412, 413, 414, 415, 416, 417, 418, 419, 801, 804)}
+"""EventCode in the 2020-07-01 model (an open set in practice)."""
+
+
+class ReturnReason(BaseModel):
+    code: str
+    description: str
+    translated: str | None = None
+    """The description in the language asked for (Japanese)."""
 
 
 class McfReturnItem(BaseModel):
@@ -139,6 +341,36 @@ class McfReturnItem(BaseModel):
     reason_code: str
     """One of ``return_reasons(seller_sku)``."""
     comment: str | None = Field(default=None, max_length=1000)
+    return_item_ids: list[str] | None = None
+    """Our own sellerReturnItemId per unit (``quantity`` of them, each at most 80 characters, the
+    same every time the same units are returned, so a repeat never makes a second return). None:
+    ``<order id>-<item id>-<n>``."""
+
+
+class ReimbursementRow(BaseModel):
+    """One row of GET_FBA_REIMBURSEMENTS_DATA."""
+
+    approval_date: datetime | None
+    reimbursement_id: str
+    case_id: str | None
+    """The Seller Central case id; None for Amazon's own (warehouse) reimbursements."""
+    amazon_order_id: str | None
+    reason: str
+    sku: str
+    fnsku: str | None = None
+    asin: str | None = None
+    product_name: str | None = None
+    condition: str | None = None
+    currency: str | None = None
+    amount_per_unit: Decimal | None = None
+    amount_total: Decimal | None = None
+    quantity_cash: int = 0
+    quantity_inventory: int = 0
+    quantity_total: int = 0
+    original_reimbursement_id: str | None = None
+    original_reimbursement_type: str | None = None
+    raw: dict[str, str] = Field(default_factory=dict)
+    """Every column as Amazon wrote it."""
 
 
 # --- errors ------------------------------------------------------------------------------------
@@ -193,6 +425,77 @@ def _iso(moment: datetime, timezone: str) -> str:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=ZoneInfo(timezone))
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _read_address(raw: dict[str, Any]) -> ReturnAddress:
+    return ReturnAddress(
+        name=str(raw.get("name") or ""), address_line1=str(raw.get("addressLine1") or ""),
+        address_line2=raw.get("addressLine2"), city=raw.get("city"), state_or_region=raw.get("stateOrRegion"),
+        postal_code=raw.get("postalCode"), country_code=str(raw.get("countryCode") or "JP"),
+    )
+
+
+def _read_authorization(raw: dict[str, Any]) -> McfReturnAuthorization:
+    return McfReturnAuthorization(
+        authorization_id=str(raw["returnAuthorizationId"]), amazon_rma_id=str(raw.get("amazonRmaId") or ""),
+        rma_page_url=str(raw.get("rmaPageURL") or ""), return_to_address=_read_address(raw.get("returnToAddress")
+                                                                                        or {}),
+        fulfillment_center_id=raw.get("fulfillmentCenterId"),
+    )
+
+
+def _read_return(raw: dict[str, Any], skus: dict[str, str]) -> McfReturn:
+    item_id = str(raw.get("sellerFulfillmentOrderItemId") or "")
+    return McfReturn(
+        return_item_id=str(raw.get("sellerReturnItemId") or ""), item_id=item_id, seller_sku=skus.get(item_id),
+        shipment_id=str(raw.get("amazonShipmentId") or ""), reason_code=str(raw.get("sellerReturnReasonCode") or ""),
+        comment=raw.get("returnComment"), status=str(raw.get("status") or ""),
+        status_key=normalized_status(raw.get("status")), status_changed_at=_parse_time(raw.get("statusChangedDate")),
+        authorization_id=raw.get("returnAuthorizationId"), received_condition=raw.get("returnReceivedCondition"),
+    )
+
+
+def _money(value: str | None) -> Decimal | None:
+    try:
+        return Decimal(value.replace(",", "")) if value else None
+    except InvalidOperation:
+        return None
+
+
+def _count(value: str | None) -> int:
+    try:
+        return int(value or 0)
+    except ValueError:
+        return 0
+
+
+def _read_reimbursements(document: str) -> list[ReimbursementRow]:
+    """The report's tab-separated rows by column name (unknown extra columns are kept in ``raw``)."""
+    reader = csv.DictReader(io.StringIO(document.lstrip("\ufeff")), delimiter="\t", quoting=csv.QUOTE_NONE)
+    rows = []
+    for raw in reader:
+        row = {str(k).strip(): (v or "").strip() for k, v in raw.items() if k is not None}
+        if not any(row.values()):
+            continue
+        try:
+            approved = _parse_time(row.get("approval-date"))
+        except ValueError:
+            approved = None
+        rows.append(ReimbursementRow(
+            approval_date=approved, reimbursement_id=row.get("reimbursement-id", ""),
+            case_id=row.get("case-id") or None, amazon_order_id=row.get("amazon-order-id") or None,
+            reason=row.get("reason", ""), sku=row.get("sku", ""), fnsku=row.get("fnsku") or None,
+            asin=row.get("asin") or None, product_name=row.get("product-name") or None,
+            condition=row.get("condition") or None, currency=row.get("currency-unit") or None,
+            amount_per_unit=_money(row.get("amount-per-unit")), amount_total=_money(row.get("amount-total")),
+            quantity_cash=_count(row.get("quantity-reimbursed-cash")),
+            quantity_inventory=_count(row.get("quantity-reimbursed-inventory")),
+            quantity_total=_count(row.get("quantity-reimbursed-total")),
+            original_reimbursement_id=row.get("original-reimbursement-id") or None,
+            original_reimbursement_type=row.get("original-reimbursement-type") or None,
+            raw=row,
+        ))
+    return rows
 
 
 class TokenBucket:
@@ -292,12 +595,27 @@ class Fulfillment(Protocol):
         """None when Amazon has no such order."""
         ...
 
-    def tracking(self, package_number: int) -> TrackingInfo: ...
+    def tracking(self, package_number: int) -> TrackingInfo:
+        """The carrier's events for one package (``found`` False when there are none yet)."""
+        ...
 
-    def return_reasons(self, seller_sku: str) -> list[str]: ...
+    def return_reasons(self, seller_sku: str) -> list[ReturnReason]:
+        """The reason codes Amazon offers for this SKU (they differ per SKU)."""
+        ...
 
-    def create_return(self, seller_fulfillment_order_id: str, items: Sequence[McfReturnItem]) -> str:
-        """The return authorization id (the RMA goes to the buyer)."""
+    def create_return(self, seller_fulfillment_order_id: str,
+                      items: Sequence[McfReturnItem]) -> McfReturnAuthorization:
+        """One authorization for the units (the RMA goes to the buyer); asking again for the same
+        sellerReturnItemIds gives the same authorization. Raises ``ReturnRefused`` when Amazon
+        accepts none of them."""
+        ...
+
+    def return_items(self, seller_fulfillment_order_id: str) -> list[McfReturn]:
+        """The order's returned units and how Amazon received them (empty when none)."""
+        ...
+
+    def reimbursements(self, since: datetime, until: datetime | None = None) -> list[ReimbursementRow]:
+        """GET_FBA_REIMBURSEMENTS_DATA rows approved in [since, until] (create, poll, download)."""
         ...
 
     def request_count(self) -> int:
@@ -326,19 +644,21 @@ class AmazonFulfillment:
                                      "(e.g. https://sellingpartnerapi-fe.amazon.com)")
         self._secrets = [s for s in {*secret_values(), *settings.own_secrets()} if len(s) >= 4]
         self._token_class = token_client_class(settings.lwa_url, on_request=self._count)
-        marketplace = SimpleNamespace(endpoint=self._endpoint, marketplace_id=settings.marketplace_id,
-                                      region="us-west-2")
+        self._marketplace = SimpleNamespace(endpoint=self._endpoint, marketplace_id=settings.marketplace_id,
+                                            region="us-west-2")
+        self._credentials = {
+            "lwa_app_id": settings.lwa_client_id,
+            "lwa_client_secret": settings.lwa_client_secret.get_secret_value(),
+            "refresh_token": settings.spapi_refresh_token.get_secret_value(),
+        }
         self._client = FulfillmentOutbound(
-            marketplace=marketplace,
+            marketplace=self._marketplace,
             refresh_token=settings.spapi_refresh_token.get_secret_value(),
-            credentials={
-                "lwa_app_id": settings.lwa_client_id,
-                "lwa_client_secret": settings.lwa_client_secret.get_secret_value(),
-                "refresh_token": settings.spapi_refresh_token.get_secret_value(),
-            },
+            credentials=self._credentials,
             auth_token_client_class=self._token_class,
             timeout=30,
         )
+        self._reports: Reports | None = None
 
     # --- the Protocol ----------------------------------------------------------------------
     def preview(self, request: McfOrderRequest) -> list[PreviewOption]:
@@ -397,90 +717,159 @@ class AmazonFulfillment:
         payload = self._order_payload(seller_fulfillment_order_id)
         if payload is None:
             return None
+        return self._read_order(payload)
+
+    @staticmethod
+    def _read_order(payload: dict[str, Any]) -> McfOrder:
         header = payload["fulfillmentOrder"]
-        packages: list[McfPackage] = []
+        skus = {str(i.get("sellerFulfillmentOrderItemId")): str(i.get("sellerSku")) for i in
+                payload.get("fulfillmentOrderItems") or []}
+        shipments: list[McfShipment] = []
         arrivals: list[datetime] = []
+        shipped_units: dict[str, int] = {}
         for shipment in payload.get("fulfillmentShipments") or []:
-            shipped = shipment.get("fulfillmentShipmentStatus") == "SHIPPED"
-            if shipment.get("fulfillmentShipmentStatus") not in ("CANCELLED_BY_FULFILLER", "CANCELLED_BY_SELLER"):
-                arrivals += [t for t in [_parse_time(shipment.get("estimatedArrivalDate"))] if t]
+            raw_status = str(shipment.get("fulfillmentShipmentStatus") or "")
+            key = normalized_status(raw_status)
+            shipped = key == "SHIPPED"
+            live = not key.startswith("CANCELLED")
+            edd = _parse_time(shipment.get("estimatedArrivalDate"))
+            if live and edd:
+                arrivals.append(edd)
+            packages = []
             for package in shipment.get("fulfillmentShipmentPackage") or []:
+                package_edd = _parse_time(package.get("estimatedArrivalDate")) or edd
+                if live and package_edd:
+                    arrivals.append(package_edd)
                 packages.append(McfPackage(
                     package_number=int(package["packageNumber"]),
-                    carrier_code=str(package["carrierCode"]),
+                    carrier_code=str(package.get("carrierCode") or ""),
                     tracking_number=str(package.get("trackingNumber") or ""),
                     shipped_at=_parse_time(shipment.get("shippingDate")) if shipped else None,
+                    shipment_id=str(shipment.get("amazonShipmentId") or ""),
+                    estimated_arrival=package_edd,
+                    amazon_tracking_number=package.get("amazonFulfillmentTrackingNumber"),
                 ))
-                arrivals += [t for t in [_parse_time(package.get("estimatedArrivalDate"))] if t]
+            units: dict[str, int] = {}
+            for row in shipment.get("fulfillmentShipmentItem") or []:
+                sku = str(row.get("sellerSku") or skus.get(str(row.get("sellerFulfillmentOrderItemId")), ""))
+                units[sku] = units.get(sku, 0) + int(row.get("quantity") or 0)
+                if shipped:
+                    item_id = str(row.get("sellerFulfillmentOrderItemId"))
+                    shipped_units[item_id] = shipped_units.get(item_id, 0) + int(row.get("quantity") or 0)
+            shipments.append(McfShipment(
+                shipment_id=str(shipment.get("amazonShipmentId") or ""), status=raw_status, status_key=key,
+                shipped_at=_parse_time(shipment.get("shippingDate")) if shipped else None,
+                planned_ship_date=_parse_time(shipment.get("shippingDate")), estimated_arrival=edd,
+                packages=packages, items=units,
+            ))
+        items = []
         for item in payload.get("fulfillmentOrderItems") or []:
-            arrivals += [t for t in [_parse_time(item.get("estimatedArrivalDate"))] if t]
+            edd = _parse_time(item.get("estimatedArrivalDate"))
+            if edd:
+                arrivals.append(edd)
+            item_id = str(item.get("sellerFulfillmentOrderItemId"))
+            items.append(McfOrderItem(
+                seller_sku=str(item.get("sellerSku")), item_id=item_id, quantity=int(item.get("quantity") or 0),
+                cancelled=int(item.get("cancelledQuantity") or 0),
+                unfulfillable=int(item.get("unfulfillableQuantity") or 0),
+                shipped=shipped_units.get(item_id, 0), estimated_arrival=edd,
+            ))
+        edd_all = max(arrivals) if arrivals else None
         return McfOrder(
             seller_fulfillment_order_id=header["sellerFulfillmentOrderId"],
-            status=header["fulfillmentOrderStatus"],
-            shipping_speed=header["shippingSpeedCategory"],
+            status=str(header.get("fulfillmentOrderStatus") or ""),
+            status_key=normalized_status(header.get("fulfillmentOrderStatus")),
+            status_updated_at=_parse_time(header.get("statusUpdatedDate")),
+            shipping_speed=str(header.get("shippingSpeedCategory") or ""),
             received_at=_parse_time(header.get("receivedDate")),
-            promised_arrival=max(arrivals) if arrivals else None,
-            packages=packages,
+            promised_arrival=edd_all,
+            estimated_arrival=edd_all,
+            packages=[p for s in shipments for p in s.packages],
+            shipments=shipments,
+            items=items,
+            returns=[_read_return(r, skus) for r in payload.get("returnItems") or []],
+            return_authorizations=[_read_authorization(a) for a in payload.get("returnAuthorizations") or []],
         )
 
     def tracking(self, package_number: int) -> TrackingInfo:
-        response = self._call("getPackageTrackingDetails", self._client.get_package_tracking_details,
-                              packageNumber=package_number)
+        try:
+            response = self._call("getPackageTrackingDetails", self._client.get_package_tracking_details,
+                                  packageNumber=package_number)
+        except SpApiError as exc:
+            if exc.status != 404:
+                raise
+            return TrackingInfo(package_number=package_number, carrier_code="", tracking_number="",
+                                current_status="UNKNOWN", estimated_arrival=None, events=[], found=False)
         details = self._payload(response, "getPackageTrackingDetails")
         events = []
         for event in details.get("trackingEvents") or []:
             where = event.get("eventAddress") or {}
-            events.append({
-                "at": _parse_time(event.get("eventDate")), "code": event.get("eventCode"),
-                "description": event.get("eventDescription"), "city": where.get("city"),
-                "state": where.get("state"), "country": where.get("country"),
-            })
-        events.sort(key=lambda e: e["at"] or datetime.min.replace(tzinfo=UTC))
+            events.append(TrackingEvent(
+                code=str(event.get("eventCode") or ""), at=_parse_time(event.get("eventDate")),
+                description=str(event.get("eventDescription") or ""), city=where.get("city"),
+                state=where.get("state"), country=where.get("country"),
+            ))
+        events.sort(key=lambda e: e.at or datetime.min.replace(tzinfo=UTC))
+        where = details.get("shipToAddress") or {}
+        link = details.get("customerTrackingLink")
         return TrackingInfo(
             package_number=int(details.get("packageNumber", package_number)),
             carrier_code=str(details.get("carrierCode") or ""),
             tracking_number=str(details.get("trackingNumber") or ""),
             current_status=str(details.get("currentStatus") or "UNKNOWN"),
+            current_status_description=details.get("currentStatusDescription"),
             estimated_arrival=_parse_time(details.get("estimatedArrivalDate")),
+            ship_date=_parse_time(details.get("shipDate")),
+            ship_to_city=where.get("city"), ship_to_state=where.get("state"), ship_to_country=where.get("country"),
+            customer_tracking_link=unquote(str(link)) if link else None,
             events=events,
         )
 
-    def return_reasons(self, seller_sku: str) -> list[str]:
+    def return_reasons(self, seller_sku: str) -> list[ReturnReason]:
         response = self._call("listReturnReasonCodes", self._client.list_return_reason_codes,
                               sellerSku=seller_sku, marketplaceId=self.settings.marketplace_id, language="ja_JP")
         details = self._payload(response, "listReturnReasonCodes").get("reasonCodeDetails") or []
-        return [str(d["returnReasonCode"]) for d in details]
+        return [ReturnReason(code=str(d["returnReasonCode"]), description=str(d.get("description") or ""),
+                             translated=d.get("translatedDescription")) for d in details]
 
-    def create_return(self, seller_fulfillment_order_id: str, items: Sequence[McfReturnItem]) -> str:
-        """One return authorization for ``items`` (each unit is one return item, identified as
-        ``<order id>-<item id>-<n>``, so asking again for the same units finds the same return)."""
+    def create_return(self, seller_fulfillment_order_id: str,
+                      items: Sequence[McfReturnItem]) -> McfReturnAuthorization:
+        """One return authorization for ``items``: each unit is one return item with the caller's
+        ``return_item_ids`` (else ``<order id>-<item id>-<n>``), and unit n of an item is returned
+        from the shipment that carried it, so asking again for the same units finds the same
+        return (Amazon answers DuplicateRequest; the existing authorization is returned)."""
         sfo_id = seller_fulfillment_order_id
         payload = self._order_payload(sfo_id)
         if payload is None:
             raise SpApiError(f"Amazon has no MCF order {sfo_id}; there is nothing to return.", code="NotFound",
                              operation="createFulfillmentReturn", status=404)
-        shipped_in: dict[str, str] = {}
+        carried: dict[str, list[str]] = {}  # item id → shipment id per shipped unit, in shipment order
         for shipment in payload.get("fulfillmentShipments") or []:
-            if shipment.get("fulfillmentShipmentStatus") == "SHIPPED":
+            if normalized_status(shipment.get("fulfillmentShipmentStatus")) == "SHIPPED":
                 for row in shipment.get("fulfillmentShipmentItem") or []:
-                    shipped_in.setdefault(row["sellerFulfillmentOrderItemId"], shipment["amazonShipmentId"])
+                    carried.setdefault(row["sellerFulfillmentOrderItemId"], []).extend(
+                        [shipment["amazonShipmentId"]] * int(row.get("quantity") or 0))
         return_items = []
         for wanted in items:
             lines = [i for i in payload.get("fulfillmentOrderItems") or [] if i["sellerSku"] == wanted.seller_sku]
             if not lines:
                 raise ReturnRefused(f"MCF order {sfo_id} has no item {wanted.seller_sku}; nothing was returned.",
                                     code="InvalidValues")
-            line = lines[0]
-            shipment_id = shipped_in.get(line["sellerFulfillmentOrderItemId"])
-            if shipment_id is None:
+            item_id = lines[0]["sellerFulfillmentOrderItemId"]
+            units = carried.get(item_id) or []
+            if not units:
                 raise ReturnRefused(f"MCF order {sfo_id} has not shipped {wanted.seller_sku} yet, so it cannot be "
                                     "returned; cancel the order instead, or wait until it has shipped.",
                                     code="NoCompletedShipItems")
-            for n in range(1, wanted.quantity + 1):
+            ids = wanted.return_item_ids or [f"{sfo_id}-{item_id}-{n}"[:80] for n in range(1, wanted.quantity + 1)]
+            if len(ids) != wanted.quantity or len(set(ids)) != len(ids) or any(not i or len(i) > 80 for i in ids):
+                raise ValueError(f"{wanted.seller_sku}: give {wanted.quantity} distinct return item ids of 1–80 "
+                                 "characters, one per unit")
+            for n, return_id in enumerate(ids):
                 row = {
-                    "sellerReturnItemId": f"{sfo_id}-{line['sellerFulfillmentOrderItemId']}-{n}"[:80],
-                    "sellerFulfillmentOrderItemId": line["sellerFulfillmentOrderItemId"],
-                    "amazonShipmentId": shipment_id,
+                    "sellerReturnItemId": return_id,
+                    "sellerFulfillmentOrderItemId": item_id,
+                    "amazonShipmentId": units[min(n, len(units) - 1)],
                     "returnReasonCode": wanted.reason_code,
                 }
                 if wanted.comment:
@@ -489,23 +878,79 @@ class AmazonFulfillment:
         response = self._call("createFulfillmentReturn", self._client.create_fulfillment_return, sfo_id,
                               items=return_items)
         result = self._payload(response, "createFulfillmentReturn")
-        authorizations = result.get("returnAuthorizations") or []
-        if authorizations:
-            return str(authorizations[0]["returnAuthorizationId"])
+        ours = [row["sellerReturnItemId"] for row in return_items]
         invalid = result.get("invalidReturnItems") or []
-        reasons = [i["invalidItemReason"]["invalidItemReasonCode"] for i in invalid]
-        if reasons and all(r == "DuplicateRequest" for r in reasons):
-            ours = {row["sellerReturnItemId"] for row in return_items}
+        refused = {str(i["sellerReturnItemId"]): str(i["invalidItemReason"]["invalidItemReasonCode"])
+                   for i in invalid if i["invalidItemReason"]["invalidItemReasonCode"] != "DuplicateRequest"}
+        accepted = [str(r["sellerReturnItemId"]) for r in result.get("returnItems") or []]
+        duplicates = [i for i in ours if i not in accepted and i not in refused]
+        authorizations = {str(a["returnAuthorizationId"]): a for a in result.get("returnAuthorizations") or []}
+        by_item = {str(r["sellerReturnItemId"]): str(r.get("returnAuthorizationId") or "")
+                   for r in result.get("returnItems") or []}
+        if duplicates:
             again = self._order_payload(sfo_id) or {}
-            for item in again.get("returnItems") or []:
-                if item.get("sellerReturnItemId") in ours and item.get("returnAuthorizationId"):
-                    return str(item["returnAuthorizationId"])
-        raise ReturnRefused(
-            f"Amazon accepted no item of the return for MCF order {sfo_id}: "
-            + "; ".join(f"{i['sellerReturnItemId']}: {i['invalidItemReason']['invalidItemReasonCode']} "
-                        f"({i['invalidItemReason'].get('description', '')})" for i in invalid),
-            code=reasons[0] if reasons else "InvalidValues",
-        )
+            for row in again.get("returnItems") or []:
+                if row.get("sellerReturnItemId") in duplicates:
+                    by_item[str(row["sellerReturnItemId"])] = str(row.get("returnAuthorizationId") or "")
+            for auth in again.get("returnAuthorizations") or []:
+                authorizations.setdefault(str(auth["returnAuthorizationId"]), auth)
+        covered = [i for i in ours if by_item.get(i)]
+        if not covered:
+            raise ReturnRefused(
+                f"Amazon accepted no item of the return for MCF order {sfo_id}: "
+                + "; ".join(f"{i['sellerReturnItemId']}: {i['invalidItemReason']['invalidItemReasonCode']} "
+                            f"({i['invalidItemReason'].get('description', '')})" for i in invalid),
+                code=next(iter(refused.values()), "InvalidValues"),
+            )
+        chosen = by_item[accepted[0]] if accepted else by_item[covered[0]]
+        raw = authorizations.get(chosen)
+        if raw is None:
+            raise SpApiError(f"Amazon did not return authorization {chosen} for MCF order {sfo_id}; read the "
+                             "order again later.", code="EmptyResponse", operation="createFulfillmentReturn")
+        authorization = _read_authorization(raw)
+        authorization.return_item_ids = [i for i in covered if by_item[i] == chosen]
+        authorization.refused = refused
+        logger.info("MCF return {} for {}: {} unit(s){}", chosen, sfo_id, len(authorization.return_item_ids),
+                    " (found again)" if not accepted else "")
+        return authorization
+
+    def return_items(self, seller_fulfillment_order_id: str) -> list[McfReturn]:
+        order = self.get_order(seller_fulfillment_order_id)
+        return order.returns if order is not None else []
+
+    def reimbursements(self, since: datetime, until: datetime | None = None) -> list[ReimbursementRow]:
+        """Create a GET_FBA_REIMBURSEMENTS_DATA report for [since, until], poll it (wall clock, at
+        most ``report_timeout_seconds``), download and read the document."""
+        reports = self._reports_client()
+        body: dict[str, Any] = {"reportType": REIMBURSEMENTS_REPORT, "marketplaceIds": [self.settings.marketplace_id],
+                                "dataStartTime": _iso(since, self.settings.timezone)}
+        if until is not None:
+            body["dataEndTime"] = _iso(until, self.settings.timezone)
+        created = self._payload(self._call("createReport", reports.create_report, **body), "createReport")
+        report_id = str(created["reportId"])
+        deadline = time.monotonic() + self.settings.report_timeout_seconds
+        wait = max(0.01, self.settings.report_poll_seconds)
+        while True:
+            report = self._payload(self._call("getReport", reports.get_report, report_id), "getReport")
+            status = normalized_status(report.get("processingStatus"))
+            if status == "DONE":
+                break
+            if status in ("FATAL", "CANCELLED"):
+                raise SpApiError(f"Amazon could not make the reimbursements report {report_id} ({status}); try "
+                                 "again later.", code=f"Report{status.capitalize()}", operation="getReport")
+            if time.monotonic() + wait > deadline:
+                raise SpApiError(f"Amazon's reimbursements report {report_id} was not ready within "
+                                 f"{self.settings.report_timeout_seconds:g} s ({status}); try again later.",
+                                 code="ReportTimeout", operation="getReport")
+            time.sleep(wait)
+            wait = min(60.0, wait * 1.5)
+        document_id = str(report["reportDocumentId"])
+        self._requests += 1  # the download itself
+        document = self._payload(self._call("getReportDocument", reports.get_report_document, document_id,
+                                            download=True), "getReportDocument").get("document")
+        if isinstance(document, bytes):
+            document = document.decode("utf-8", errors="replace")
+        return _read_reimbursements(str(document or ""))
 
     def cancel_order(self, seller_fulfillment_order_id: str) -> None:
         """Ask Amazon not to ship (possible only before the order is being processed)."""
@@ -519,6 +964,16 @@ class AmazonFulfillment:
 
     def close(self) -> None:
         self._client.close()
+        if self._reports is not None:
+            self._reports.close()
+
+    def _reports_client(self) -> Reports:
+        if self._reports is None:
+            self._reports = Reports(marketplace=self._marketplace,
+                                    refresh_token=self.settings.spapi_refresh_token.get_secret_value(),
+                                    credentials=self._credentials, auth_token_client_class=self._token_class,
+                                    timeout=30)
+        return self._reports
 
     # --- plumbing -------------------------------------------------------------------------------
     def _count(self) -> None:

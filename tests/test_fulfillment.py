@@ -138,12 +138,13 @@ def test_create_then_follow_the_order_to_delivery(sandbox: Sandbox) -> None:
     moving = service.tracking(package.package_number)
     assert moving.current_status == "IN_TRANSIT"
     assert (moving.carrier_code, moving.tracking_number) == (package.carrier_code, package.tracking_number)
-    assert [e["code"] for e in moving.events][:1] == ["EVENT_102"]
+    assert moving.event_codes[:1] == ["EVENT_102"]
     sandbox.advance(days=2)
     arrived = service.tracking(package.package_number)
     assert arrived.current_status == "DELIVERED"
-    assert arrived.events[-1]["code"] == "EVENT_301" and arrived.events[-1]["city"] == "新宿区"
-    assert arrived.events[-1]["at"] <= shipped.promised_arrival
+    assert arrived.events[-1].code == "EVENT_301" and arrived.events[-1].city == "新宿区"
+    assert arrived.delivered and arrived.delivered_at is not None and shipped.promised_arrival is not None
+    assert arrived.delivered_at <= shipped.promised_arrival
 
 
 def test_a_second_create_is_recognised_and_ships_nothing_more(sandbox: Sandbox) -> None:
@@ -178,7 +179,7 @@ def test_a_lost_parcel_stays_in_transit(sandbox: Sandbox) -> None:
     assert order is not None and order.status == "Complete"
     info = service.tracking(order.packages[0].package_number)
     assert info.current_status == "IN_TRANSIT"
-    assert "EVENT_301" not in [e["code"] for e in info.events]
+    assert "EVENT_301" not in info.event_codes and not info.delivered
 
 
 # --- returns ----------------------------------------------------------------------------------------------
@@ -187,7 +188,7 @@ def test_return_authorization_for_a_shipped_order(sandbox: Sandbox) -> None:
     req = request("381234-20261120-0000000050", quantity=2)
     service.create_order(req)
     reasons = service.return_reasons(DATA_SIM)
-    assert "CR-DEFECTIVE" in reasons
+    assert "CR-DEFECTIVE" in [r.code for r in reasons] and all(r.translated for r in reasons)
     with pytest.raises(ReturnRefused) as early:
         service.create_return(req.seller_fulfillment_order_id, [McfReturnItem(seller_sku=DATA_SIM,
                                                                             reason_code="CR-DEFECTIVE")])
@@ -195,14 +196,16 @@ def test_return_authorization_for_a_shipped_order(sandbox: Sandbox) -> None:
 
     sandbox.advance(days=3)
     item = McfReturnItem(seller_sku=DATA_SIM, reason_code="CR-DEFECTIVE", comment="SIMが認識されない")
-    rma = service.create_return(req.seller_fulfillment_order_id, [item])
+    rma = service.create_return(req.seller_fulfillment_order_id, [item]).authorization_id
     assert rma
-    assert service.create_return(req.seller_fulfillment_order_id, [item]) == rma  # the same return, found again
+    again = service.create_return(req.seller_fulfillment_order_id, [item])
+    assert again.authorization_id == rma  # the same return, found again
     returns = sandbox.get(f"/admin/amazon/fulfillment-orders/{req.seller_fulfillment_order_id}")["returns"]
     assert [(r["reason"], r["authorization_id"]) for r in returns] == [("CR-DEFECTIVE", rma)]
     with pytest.raises(ReturnRefused) as bad_reason:
         service.create_return(req.seller_fulfillment_order_id,
-                              [McfReturnItem(seller_sku=DATA_SIM, quantity=2, reason_code="CR-MADE-UP")])
+                              [McfReturnItem(seller_sku=DATA_SIM, reason_code="CR-MADE-UP",
+                                             return_item_ids=["RKT-X-NEW-1"])])
     assert bad_reason.value.code == "InvalidValues"
 
 

@@ -10,9 +10,14 @@ in SP-API's error shapes (LWA's on /auth/o2/token); ``refuse_token`` makes LWA r
 token and SP-API refuse tokens already issued (the seller revoked the app); ``expire_sessions``
 expires every access token issued so far, at the next request.
 
-Admin knobs (``admin_router``), under /admin/amazon/: lost parcels, the next package's carrier
-(and tracking number), an order's reported status, quotas, token expiry, a returned parcel reaching
-the FC, and a read of the fulfillment orders.
+Reports API 2021-06-30 (createReport, getReport, getReportDocument) serves GET_FBA_REIMBURSEMENTS_DATA;
+the document itself is served at /report-documents/{id}, plain (as a presigned URL would).
+
+Admin knobs (``admin_router``), under /admin/amazon/: an order's plan (shipments, packages, fate,
+moved estimated dates, unfulfillable units, return outcome; by id before or after creation, or for
+the next order created), lost parcels, the next package's carrier (and tracking number), carrier
+events injected into a package's tracking, an order's reported status, reimbursements, quotas,
+token expiry, a returned parcel reaching the FC, and a read of the fulfillment orders.
 """
 
 from __future__ import annotations
@@ -38,14 +43,19 @@ from sandbox.amazon.store import (
     FC_RETURN_ADDRESS,
     FEE_PER_UNIT_YEN,
     MARKETPLACE_ID,
+    PROCESSING_AFTER,
+    REIMBURSEMENT_REPORT,
     RETURN_REASONS,
     SPEEDS,
     UNIT_WEIGHT_KG,
     AmazonStore,
     FulfillmentOrder,
     Line,
+    OrderPlan,
+    Report,
     ReturnItem,
     asin_for,
+    case_view,
     destination_city,
     fnsku_for,
     is_remote,
@@ -54,6 +64,7 @@ from sandbox.amazon.store import (
     product_name,
     promise,
     read_access_token,
+    return_reasons_for,
 )
 from sandbox.faults import install_faults
 
@@ -62,6 +73,9 @@ if TYPE_CHECKING:
     from sandbox.world import World
 
 OUTBOUND = "/fba/outbound/2020-07-01"
+REPORTS = "/reports/2021-06-30"
+DOCUMENTS = "/report-documents"
+"""Where the sandbox serves report documents itself (Amazon's are presigned S3 URLs)."""
 ALL_SPEEDS = (*SPEEDS, "ScheduledDelivery")
 LIST_PAGE_SIZE = 50
 LIST_DEFAULT_WINDOW = timedelta(hours=36)
@@ -106,6 +120,10 @@ def _operation_of(request: Request) -> str | None:
     path, method = request.url.path, request.method
     if path.startswith("/fba/inventory"):
         return "getInventorySummaries"
+    if path.startswith(REPORTS):
+        if path.startswith(f"{REPORTS}/documents/"):
+            return "getReportDocument"
+        return "createReport" if method == "POST" else ("getReport" if path.count("/") > 3 else "getReports")
     if not path.startswith(OUTBOUND):
         return None
     rest = path[len(OUTBOUND):]
@@ -466,16 +484,19 @@ def _order_header(order: FulfillmentOrder, now: datetime) -> dict[str, Any]:
 def _order_result(store: AmazonStore, order: FulfillmentOrder) -> dict[str, Any]:
     now = store.world.now()
     status = order.status(now)
-    p = order.promise
+    stopped = status in ("Cancelled", "Unfulfillable", "Invalid")
+    live = order.live_shipments(now)
     items = []
     for line in order.lines:
+        cancelled, unfulfillable = order.quantities(line, now)
         item: dict[str, Any] = {
             "sellerSku": line.sku, "sellerFulfillmentOrderItemId": line.item_id, "quantity": line.quantity,
-            "cancelledQuantity": line.cancelled, "unfulfillableQuantity": 0,
+            "cancelledQuantity": cancelled, "unfulfillableQuantity": unfulfillable,
         }
-        if status != "Cancelled":
-            item["estimatedShipDate"] = iso(order.package.shipped_at if order.package else p.ship_at)
-            item["estimatedArrivalDate"] = iso(p.latest_arrival)
+        mine = [s for s in live if s.units().get(line.item_id)]
+        if not stopped and mine:
+            item["estimatedShipDate"] = iso(max(s.ship_at for s in mine))
+            item["estimatedArrivalDate"] = iso(max(order.shipment_edd(s, now) for s in mine))
         items.append(item)
     result: dict[str, Any] = {
         "fulfillmentOrder": _order_header(order, now),
@@ -483,36 +504,43 @@ def _order_result(store: AmazonStore, order: FulfillmentOrder) -> dict[str, Any]
         "returnItems": [_return_item(r) for r in order.returns],
         "returnAuthorizations": [_authorization(a) for a in order.authorizations],
     }
-    shipment: dict[str, Any] | None = None
-    if order.package is not None:
-        pkg = order.package
-        shipment = {
-            "fulfillmentShipmentStatus": "SHIPPED",
-            "shippingDate": iso(pkg.shipped_at),
-            "fulfillmentShipmentPackage": [{
-                "packageNumber": pkg.number, "carrierCode": pkg.carrier, "trackingNumber": pkg.tracking_number,
-                "amazonFulfillmentTrackingNumber": pkg.amazon_tracking_number,
-                "estimatedArrivalDate": iso(p.latest_arrival),
-            }],
-        }
-    elif status in ("Processing", "Complete"):
-        shipment = {"fulfillmentShipmentStatus": "PENDING", "shippingDate": iso(p.ship_at)}
-    if shipment is not None:
-        package_number = order.package.number if order.package else None
-        shipment_items = []
-        for line in order.lines:
-            row: dict[str, Any] = {"sellerSku": line.sku, "sellerFulfillmentOrderItemId": line.item_id,
-                                   "quantity": line.quantity}
-            if package_number is not None:
-                row["packageNumber"] = package_number
-            shipment_items.append(row)
-        result["fulfillmentShipments"] = [{
-            "amazonShipmentId": order.shipment_id,
-            "fulfillmentCenterId": FC_ID,
-            **shipment,
-            **({"estimatedArrivalDate": iso(p.latest_arrival)} if status != "Cancelled" else {}),
-            "fulfillmentShipmentItem": shipment_items,
-        }]
+    planned = now - order.received_at >= PROCESSING_AFTER and order.action == "Ship"
+    shipments = []
+    for shipment in order.shipments:
+        if not planned or not shipment.units():
+            continue
+        gone = shipment.plan.cancelled and shipment.ship_at <= now
+        stopped_here = not shipment.shipped and stopped
+        if stopped_here and status == "Cancelled":
+            continue
+        row: dict[str, Any] = {"amazonShipmentId": shipment.shipment_id, "fulfillmentCenterId": FC_ID}
+        if gone or stopped_here:
+            row["fulfillmentShipmentStatus"] = "CANCELLED_BY_FULFILLER"
+        elif shipment.shipped:
+            row["fulfillmentShipmentStatus"] = "SHIPPED"
+        else:
+            row["fulfillmentShipmentStatus"] = "PENDING"
+        row["shippingDate"] = iso(shipment.ship_at)
+        if row["fulfillmentShipmentStatus"] != "CANCELLED_BY_FULFILLER":
+            row["estimatedArrivalDate"] = iso(order.shipment_edd(shipment, now))
+        rows: list[dict[str, Any]] = []
+        if shipment.packages:
+            for package in shipment.packages:
+                rows += [{"sellerSku": sku, "sellerFulfillmentOrderItemId": item_id, "quantity": q,
+                          "packageNumber": package.number} for item_id, sku, q in package.units]
+            row["fulfillmentShipmentPackage"] = [{
+                "packageNumber": package.number, "carrierCode": package.carrier,
+                "trackingNumber": package.tracking_number,
+                "amazonFulfillmentTrackingNumber": package.amazon_tracking_number,
+                "estimatedArrivalDate": row["estimatedArrivalDate"],
+            } for package in shipment.packages]
+        else:
+            rows = [{"sellerSku": sku, "sellerFulfillmentOrderItemId": item_id, "quantity": q}
+                    for box in shipment.contents for item_id, sku, q in box]
+        row["fulfillmentShipmentItem"] = rows
+        shipments.append(row)
+    if shipments:
+        result["fulfillmentShipments"] = shipments
     return result
 
 
@@ -569,7 +597,9 @@ def list_all_fulfillment_orders(world: World, body: dict[str, Any], request: Req
 
 
 STATUS_TEXT = {"IN_TRANSIT": "In transit", "OUT_FOR_DELIVERY": "Out for delivery", "DELIVERED": "Delivered",
-               "UNKNOWN": "Unknown"}
+               "UNKNOWN": "Unknown", "DELAYED": "Delayed", "UNDELIVERABLE": "Undeliverable",
+               "RETURNING": "Returning to the fulfillment center", "RETURNED": "Returned to the fulfillment center",
+               "DELIVERY_ATTEMPTED": "Delivery attempted"}
 
 
 def get_package_tracking_details(world: World, body: dict[str, Any], request: Request) -> dict[str, Any]:
@@ -584,7 +614,7 @@ def get_package_tracking_details(world: World, body: dict[str, Any], request: Re
     found = store.package(number)
     if found is None:
         raise not_found(f"Package {number} not found.")
-    order, package = found
+    order, shipment, package = found
     events = store.tracking_events(order, package)
     status = store.tracking_status(events)
     city = destination_city(order.address)
@@ -594,12 +624,12 @@ def get_package_tracking_details(world: World, body: dict[str, Any], request: Re
         "customerTrackingLink": f"https://www.swiship.jp/track?id={package.amazon_tracking_number}",
         "carrierCode": package.carrier,
         "shipDate": iso(package.shipped_at),
-        "estimatedArrivalDate": iso(order.promise.latest_arrival),
+        "estimatedArrivalDate": iso(order.shipment_edd(shipment, world.now())),
         "shipToAddress": {"city": city[:150], "state": str(order.address.get("stateOrRegion") or city)[:150],
                           "country": "JP"},
         "currentStatus": status,
-        "currentStatusDescription": STATUS_TEXT[status],
-        "trackingEvents": list(reversed(events)),
+        "currentStatusDescription": STATUS_TEXT.get(status, status.replace("_", " ").capitalize()),
+        "trackingEvents": [{k: v for k, v in e.items() if k != "status"} for e in reversed(events)],
     }
     if package.carrier in CARRIER_CONTACTS:
         details["carrierURL"], details["carrierPhoneNumber"] = CARRIER_CONTACTS[package.carrier]
@@ -622,7 +652,8 @@ def list_return_reason_codes(world: World, body: dict[str, Any], request: Reques
         raise not_found(f"Requested order not found: {seller_id}")
     japanese = (query.get("language") or "").lower().startswith("ja")
     details = []
-    for code, (english, japanese_text) in RETURN_REASONS.items():
+    for code in return_reasons_for(sku):
+        english, japanese_text = RETURN_REASONS[code]
         row = {"returnReasonCode": code, "description": english}
         if japanese:
             row["translatedDescription"] = japanese_text
@@ -639,16 +670,18 @@ INVALID_TEXT = {
 
 
 def create_fulfillment_return(world: World, body: dict[str, Any], request: Request) -> dict[str, Any]:
+    """One authorization for the accepted items. A repeated sellerReturnItemId is refused as
+    DuplicateRequest and its existing authorization is returned again: never a second one."""
     store = world.amazon
     order = _order(store, request)
     raw_items = body.get("items")
     if not isinstance(raw_items, list) or not raw_items:
         raise invalid("Value null at 'items' failed to satisfy constraint: Member must not be null or empty")
     now = world.now()
-    shipped = order.status(now) == "Complete" and order.package is not None
-    used_ids = {r.return_item_id for r in order.returns}
+    existing = {r.return_item_id: r for r in order.returns}
     accepted: list[dict[str, Any]] = []
     rejected: list[dict[str, Any]] = []
+    again: list[str] = []
     for i, item in enumerate(raw_items):
         if not isinstance(item, dict):
             raise invalid(f"'items[{i}]' must be an object.")
@@ -658,25 +691,33 @@ def create_fulfillment_return(world: World, body: dict[str, Any], request: Reque
         reason = _text(item.get("returnReasonCode"), f"items[{i}].returnReasonCode")
         comment = _text(item.get("returnComment"), f"items[{i}].returnComment", required=False, max_length=1000)
         line = next((ln for ln in order.lines if ln.item_id == item_id), None)
-        returned = sum(1 for r in order.returns if r.item_id == item_id)
-        returned += sum(1 for a in accepted if a["sellerFulfillmentOrderItemId"] == item_id)
-        if line is None or shipment_id != order.shipment_id or reason not in RETURN_REASONS:
-            why = "InvalidValues"
-        elif return_id in used_ids:
+        shipment = next((s for s in order.shipments if s.shipment_id == shipment_id), None)
+        shipped_units = sum(q for p in (shipment.packages if shipment else []) for iid, _, q in p.units
+                            if iid == item_id)
+        returned = sum(1 for r in order.returns if r.item_id == item_id and r.shipment_id == shipment_id)
+        returned += sum(1 for a in accepted if a["sellerFulfillmentOrderItemId"] == item_id
+                        and a["amazonShipmentId"] == shipment_id)
+        if return_id in existing:
             why = "DuplicateRequest"
-        elif not shipped:
+            again.append(existing[return_id].authorization_id)
+        elif line is None or shipment is None or reason not in return_reasons_for(line.sku):
+            why = "InvalidValues"
+        elif shipped_units == 0:
             why = "NoCompletedShipItems"
-        elif returned >= line.quantity - line.cancelled:
+        elif returned >= shipped_units:
             why = "NoReturnableQuantity"
         else:
-            used_ids.add(return_id)
-            accepted.append({"sellerReturnItemId": return_id, "sellerFulfillmentOrderItemId": item_id,
-                             "amazonShipmentId": shipment_id, "reason": reason, "comment": comment or None})
-            continue
+            existing_ids = {a["sellerReturnItemId"] for a in accepted}
+            if return_id in existing_ids:
+                why = "DuplicateRequest"
+            else:
+                accepted.append({"sellerReturnItemId": return_id, "sellerFulfillmentOrderItemId": item_id,
+                                 "amazonShipmentId": shipment_id, "reason": reason, "comment": comment or None})
+                continue
         rejected.append({"sellerReturnItemId": return_id, "sellerFulfillmentOrderItemId": item_id,
                          "invalidItemReason": {"invalidItemReasonCode": why, "description": INVALID_TEXT[why]}})
     new_items: list[ReturnItem] = []
-    authorizations = []
+    authorizations = [a for a in order.authorizations if a.authorization_id in set(again)]
     if accepted:
         auth = store.new_authorization(order)
         authorizations.append(auth)
@@ -757,6 +798,58 @@ def get_inventory_summaries(world: World, body: dict[str, Any], request: Request
                         "inventorySummaries": summaries}}
 
 
+def create_report(world: World, body: dict[str, Any], request: Request) -> dict[str, Any]:
+    report_type = _text(body.get("reportType"), "reportType")
+    markets = body.get("marketplaceIds")
+    if not isinstance(markets, list) or not markets:
+        raise invalid("Value null at 'marketplaceIds' failed to satisfy constraint: Member must not be null")
+    if markets != [MARKETPLACE_ID]:
+        raise invalid(f"Value '{','.join(map(str, markets))}' for parameter marketplaceIds is invalid.",
+                      f"This seller sells in {MARKETPLACE_ID} (Amazon.co.jp) only.")
+    if report_type != REIMBURSEMENT_REPORT:
+        raise invalid(f"Report type {report_type} is not available to this selling partner in the sandbox.",
+                      f"Only {REIMBURSEMENT_REPORT} is served.")
+    start = _timestamp(body["dataStartTime"], "dataStartTime") if body.get("dataStartTime") else None
+    end = _timestamp(body["dataEndTime"], "dataEndTime") if body.get("dataEndTime") else None
+    if start is not None and end is not None and start > end:
+        raise invalid("dataStartTime must be before dataEndTime.")
+    report = world.amazon.create_report(report_type, start, end)
+    world.record("amazon", "report_created", report_id=report.report_id, report_type=report_type)
+    return {"reportId": report.report_id}
+
+
+def _report(world: World, request: Request) -> Report:
+    report = world.amazon.reports.get(request.path_params["reportId"])
+    if report is None:
+        raise not_found(f"Report {request.path_params['reportId']} not found.")
+    return report
+
+
+def get_report(world: World, body: dict[str, Any], request: Request) -> dict[str, Any]:
+    report = _report(world, request)
+    report.polls += 1
+    row: dict[str, Any] = {
+        "reportId": report.report_id, "reportType": report.report_type, "marketplaceIds": [MARKETPLACE_ID],
+        "dataStartTime": iso(report.start), "dataEndTime": iso(report.end), "createdTime": iso(report.created),
+        "processingStatus": report.status,
+    }
+    if report.status != "IN_QUEUE":
+        row["processingStartTime"] = iso(report.created)
+    if report.status == "DONE":
+        row["processingEndTime"] = iso(report.created)
+        row["reportDocumentId"] = report.document_id
+    return row
+
+
+def get_report_document(world: World, body: dict[str, Any], request: Request) -> dict[str, Any]:
+    wanted = request.path_params["reportDocumentId"]
+    report = next((r for r in world.amazon.reports.values() if r.status == "DONE" and r.document_id == wanted), None)
+    if report is None:
+        raise not_found(f"Report document {wanted} not found.")
+    base = world.urls.get("spapi") or f"{request.url.scheme}://{request.url.netloc}"
+    return {"reportDocumentId": wanted, "url": f"{base}{DOCUMENTS}/{wanted}?X-Amz-Expires=300"}
+
+
 Handler = Callable[["World", dict[str, Any], Request], dict[str, Any]]
 
 ROUTES: list[tuple[str, str, str, Handler]] = [
@@ -772,7 +865,12 @@ ROUTES: list[tuple[str, str, str, Handler]] = [
     ("PUT", f"{OUTBOUND}/fulfillmentOrders/{{sellerFulfillmentOrderId}}/cancel", "cancelFulfillmentOrder",
      cancel_fulfillment_order),
     ("GET", "/fba/inventory/v1/summaries", "getInventorySummaries", get_inventory_summaries),
+    ("POST", f"{REPORTS}/reports", "createReport", create_report),
+    ("GET", f"{REPORTS}/reports/{{reportId}}", "getReport", get_report),
+    ("GET", f"{REPORTS}/documents/{{reportDocumentId}}", "getReportDocument", get_report_document),
 ]
+CREATED = {"createReport": 202}
+"""Operations that answer 202 rather than 200."""
 
 
 def _endpoint(state: SandboxState, operation: str, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
@@ -791,7 +889,7 @@ def _endpoint(state: SandboxState, operation: str, handler: Handler) -> Callable
             result = handler(world, body, request)
         except SpApiError as exc:
             return sp_response(exc.status, errors_body(exc.code, exc.message, exc.details), operation, store)
-        return sp_response(200, result, operation, store)
+        return sp_response(CREATED.get(operation, 200), result, operation, store)
 
     endpoint.__name__ = operation
     return endpoint
@@ -812,6 +910,20 @@ def create_app(state: SandboxState) -> FastAPI:
         return await _token(state, request)
 
     app.add_api_route("/auth/o2/token", token, methods=["POST"], include_in_schema=False)
+
+    async def document(document_id: str) -> Response:
+        """The report's text, as a presigned S3 URL serves it: plain, no access token, Amazon Japan's
+        encoding (Windows-31J) named in Content-Type."""
+        world = state.world
+        report = next((r for r in world.amazon.reports.values()
+                       if r.status == "DONE" and r.document_id == document_id), None)
+        if report is None:
+            return Response("<Error><Code>NoSuchKey</Code></Error>", status_code=404, media_type="application/xml")
+        text = world.amazon.report_document(report)
+        return Response(text.encode("cp932", errors="replace"),
+                        media_type="text/plain", headers={"Content-Type": "text/plain; charset=Windows-31J"})
+
+    app.add_api_route(f"{DOCUMENTS}/{{document_id}}", document, methods=["GET"], include_in_schema=False)
     for method, path, operation, handler in ROUTES:
         app.add_api_route(path, _endpoint(state, operation, handler), methods=[method], name=operation)
     return app
@@ -846,6 +958,44 @@ class ReturnReceived(BaseModel):
                                                "FulfillerDamaged)$")
 
 
+class MoveEdd(BaseModel):
+    days: float = Field(description="move every estimatedArrivalDate of the order by this many days (may be < 0)")
+
+
+class CarrierEvent(BaseModel):
+    code: str = Field(description="eventCode, e.g. EVENT_407 or one the model lacks (EVENT_636)")
+    description: str = "Carrier event."
+    status: str | None = Field(None, description="the currentStatus it leads to (any text); none: unchanged")
+
+
+class Reimbursement(BaseModel):
+    case_id: str | None = Field(None, description="the Seller Central case id (10–11 digits)")
+    order_id: str | None = Field(None, description="amazon-order-id: the MCF order id")
+    sku: str | None = None
+    amount: int = Field(0, ge=0, description="amount-total in yen")
+    quantity: int = Field(1, ge=1)
+    reason: str = "Lost_Outbound"
+    approved_at: datetime | None = None
+    warehouse: int = Field(0, ge=0, description="also add this many of Amazon's own warehouse rows")
+
+
+class FileCase(BaseModel):
+    kind: str = Field(default="lost", pattern="^(lost|damaged)$")
+    order_id: str | None = Field(default=None, description="the MCF order id the case is about")
+    sku: str | None = None
+    quantity: int = Field(default=1, ge=1)
+    text: str = ""
+    answer: str = Field(default="pay", pattern="^(pay|refuse|ask_more|silent)$",
+                        description="what Amazon will answer (silent: never)")
+    answer_after_days: float = Field(default=3, ge=0)
+    amount: int | None = Field(default=None, ge=0, description="pay: yen (default: the product's price × quantity)")
+
+
+class CaseAnswer(BaseModel):
+    answer: str = Field(pattern="^(pay|refuse|ask_more|silent)$")
+    amount: int | None = Field(default=None, ge=0)
+
+
 def admin_router(state: SandboxState) -> APIRouter:
     router = APIRouter(prefix="/admin/amazon")
 
@@ -872,11 +1022,107 @@ def admin_router(state: SandboxState) -> APIRouter:
     @router.post("/fulfillment-orders/{seller_id}/lose")
     async def lose(seller_id: str) -> dict[str, Any]:
         amazon, target = store(), find(seller_id)
-        if target.package is not None and amazon.tracking_status(
-                amazon.tracking_events(target, target.package)) == "DELIVERED":
+        if target.packages and all(amazon.tracking_status(amazon.tracking_events(target, p)) == "DELIVERED"
+                                   for p in target.packages):
             raise HTTPException(409, f"{seller_id} was already delivered")
         amazon.lose(target)
         return amazon.order_view(target)
+
+    @router.post("/fulfillment-orders/{seller_id}/plan")
+    async def plan(seller_id: str, body: OrderPlan) -> dict[str, Any]:
+        """Script this order's fate: before it exists (kept until it is created) or after."""
+        amazon = store()
+        target = amazon.orders.get(seller_id)
+        try:
+            body.check()
+            if target is None:
+                amazon.pending_plans[seller_id] = body
+                return {"seller_fulfillment_order_id": seller_id, "pending": True, "plan": body.model_dump()}
+            if "shipments" in body.model_fields_set and any(s.shipped for s in target.shipments):
+                raise HTTPException(409, f"{seller_id} has already shipped; its shipments can no longer change")
+            amazon.apply_plan(target, body)
+        except ValueError as exc:
+            raise HTTPException(400, str(exc)) from exc
+        return amazon.order_view(target)
+
+    @router.post("/plans/next")
+    async def next_plan(body: OrderPlan) -> dict[str, Any]:
+        """The next created order (whatever its id) takes this plan; several queue up in turn."""
+        try:
+            body.check()
+        except ValueError as exc:
+            raise HTTPException(400, str(exc)) from exc
+        amazon = store()
+        amazon.next_order_plans.append(body)
+        return {"next_order_plans": [p.model_dump() for p in amazon.next_order_plans]}
+
+    @router.delete("/plans/next")
+    async def clear_next_plans() -> dict[str, Any]:
+        amazon = store()
+        amazon.next_order_plans.clear()
+        amazon.pending_plans.clear()
+        return {"next_order_plans": []}
+
+    @router.post("/fulfillment-orders/{seller_id}/edd")
+    async def move_edd(seller_id: str, body: MoveEdd) -> dict[str, Any]:
+        """Amazon moves this order's estimatedArrivalDate (items, shipments, packages) from now on."""
+        amazon, target = store(), find(seller_id)
+        amazon.shift_edd(target, body.days)
+        return amazon.order_view(target)
+
+    @router.post("/packages/{package_number}/events")
+    async def add_event(package_number: int, body: CarrierEvent) -> dict[str, Any]:
+        """The carrier reports this event now (any code and status, e.g. ones the model lacks)."""
+        amazon = store()
+        found = amazon.package(package_number)
+        if found is None:
+            raise HTTPException(404, f"no package {package_number}")
+        order, _, package = found
+        package.injected.append((state.world.now(), body.code, body.description, body.status))
+        return amazon.order_view(order)
+
+    @router.post("/cases")
+    async def file_case(body: FileCase) -> dict[str, Any]:
+        """A person files a case in Seller Central (no API does): Amazon returns its case id, and
+        answers it ``answer_after_days`` later (audit ``case_answered``; pay: a reimbursement row)."""
+        case = store().file_case(kind=body.kind, order_id=body.order_id, sku=body.sku, quantity=body.quantity,
+                                 text=body.text, answer=body.answer, answer_after_days=body.answer_after_days,
+                                 amount=body.amount)
+        return case_view(case)
+
+    @router.get("/cases")
+    async def cases() -> list[dict[str, Any]]:
+        return [case_view(c) for c in store().cases.values()]
+
+    @router.post("/cases/{case_id}/answer")
+    async def answer_case(case_id: str, body: CaseAnswer) -> dict[str, Any]:
+        """Amazon answers the case now (again, if it already did: e.g. pays after asking for more)."""
+        amazon = store()
+        case = amazon.cases.get(case_id)
+        if case is None:
+            raise HTTPException(404, f"no case {case_id}")
+        amazon.answer_case(case, body.answer, amount=body.amount)
+        return case_view(case)
+
+    @router.get("/reimbursements")
+    async def reimbursements() -> list[dict[str, str]]:
+        return list(store().reimbursements)
+
+    @router.post("/reimbursements")
+    async def add_reimbursement(body: Reimbursement) -> dict[str, Any]:
+        """Amazon pays: a row in GET_FBA_REIMBURSEMENTS_DATA (a case's, or ``warehouse`` rows of
+        Amazon's own warehouse losses, with no case and no order)."""
+        amazon = store()
+        rows = []
+        if body.sku:
+            rows.append(amazon.add_reimbursement(case_id=body.case_id, order_id=body.order_id, sku=body.sku,
+                                                 amount=body.amount, quantity=body.quantity, reason=body.reason,
+                                                 approved_at=body.approved_at))
+        for i in range(body.warehouse):
+            sku = sorted(amazon.fba_stock or {"SIM-DATA-30D-20GB": 0})[i % max(1, len(amazon.fba_stock))]
+            rows.append(amazon.add_reimbursement(case_id=None, order_id=None, sku=sku, amount=1500 + 100 * i,
+                                                 quantity=1, reason=("Lost_Warehouse", "Damaged_Warehouse")[i % 2]))
+        return {"added": rows}
 
     @router.post("/lost")
     async def lost(body: LostParcels) -> dict[str, Any]:
