@@ -43,7 +43,7 @@ ProceduresOpt = Annotated[list[str] | None, typer.Option("--procedure", "-p", he
 
 
 def fail(message: str, code: int = 2) -> None:
-    err.print(f"[bold red]error:[/] {message}")
+    err.print(f"[bold red]error:[/] {message}", soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -121,8 +121,8 @@ def print_report(report: Any, *, dry_run: bool) -> None:
 
 
 def configuration_stop(exc: ConfigurationError) -> None:
-    """A setting is wrong: say which, exit non-zero; nothing was handed to a person for it."""
-    fail(f"configuration: {exc.message}\nNothing was handed to a person for this; fix the setting and run again.")
+    """A setting is wrong: say which, exit non-zero (nothing is handed to a person for it)."""
+    fail(f"configuration: {exc.message}")
 
 
 @app.command()
@@ -379,7 +379,7 @@ def main() -> None:
         add_procedure_commands()
         app()
     except ConfigurationError as exc:
-        err.print(f"[bold red]configuration:[/] {exc.message}")
+        err.print(f"[bold red]configuration:[/] {exc.message}", soft_wrap=True)
         sys.exit(2)
 
 
