@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 from zoneinfo import ZoneInfo
 
 import typer
@@ -42,7 +42,7 @@ ProceduresOpt = Annotated[list[str] | None, typer.Option("--procedure", "-p", he
                                                                                   "several); default: all.")]
 
 
-def fail(message: str, code: int = 2) -> None:
+def fail(message: str, code: int = 2) -> NoReturn:
     err.print(f"[bold red]error:[/] {message}", soft_wrap=True)
     raise typer.Exit(code)
 
@@ -80,7 +80,6 @@ def load_procedures_or_fail(names: list[str] | None = None) -> list[Any]:
         return select(load_procedures(), names)
     except ConfigurationError as exc:
         fail(exc.message)
-        raise AssertionError from exc
 
 
 def make_runner(settings: Settings, *, procedures: list[str] | None = None, dry_run: bool = False,
@@ -120,7 +119,7 @@ def print_report(report: Any, *, dry_run: bool) -> None:
         console.print(f"[yellow]Stopped early:[/] {report.stopped_early}")
 
 
-def configuration_stop(exc: ConfigurationError) -> None:
+def configuration_stop(exc: ConfigurationError) -> NoReturn:
     """A setting is wrong: say which, exit non-zero (nothing is handed to a person for it)."""
     fail(f"configuration: {exc.message}")
 
