@@ -26,7 +26,7 @@ SEED_MESSAGES = {
     "remote_island": "離島からのご注文",
     "discount_candidate": "定期割引候補",
 }
-"""Copied by hand from ../shared/seeds/001_360a1a8374e4193e.txt, to catch a typo in the store."""
+"""Copied by hand from the たまご manual (要対応とは?), to catch a typo in the store."""
 
 
 class Tamago:
