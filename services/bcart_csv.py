@@ -1,6 +1,6 @@
 """The 出荷実績インポート CSV the robot uploads to B-cart (受注管理 > 出荷実績インポート).
 
-Format (shared/refs/notes/tamago-bcart-rms.md §1.1): a header row with the eight columns below in
+Format (B-cart's import rules; a working integration's columns): a header row with the eight columns below in
 this order; one row per shipment (Bカート発送ID = ``logistics.id``); Shift_JIS (written as CP932,
 Windows' Shift_JIS, which B-cart reads); CRLF line ends; every non-empty field double-quoted
 (an empty optional field is written as nothing, unquoted); the file name half-width.

@@ -1,6 +1,6 @@
 """The sandbox's SP-API through unmodified python-amazon-sp-api (and raw HTTP where the wire
 matters): Login with Amazon, MCF on the virtual clock, returns, inventory, quotas, and every
-response body checked against Amazon's own models in shared/refs/sp-api/."""
+response body checked against Amazon's own models (copied into tests/refs/sp-api/)."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ from sp_api.base import (
 
 JST = ZoneInfo("Asia/Tokyo")
 REFS = Path(__file__).resolve().parent / "refs" / "sp-api"
-"""A copy of shared/refs/sp-api (Amazon's models, Apache-2.0, licence beside them)."""
+"""A copy of the SP-API models (Amazon's models, Apache-2.0, licence beside them)."""
 MARKETPLACE = "A1VC38T7YXB528"
 CLIENT_ID = "amzn1.application-oa2-client.kuroko-demo"
 CLIENT_SECRET = "lwa-demo-client-secret"

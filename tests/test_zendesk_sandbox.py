@@ -25,7 +25,7 @@ TOKEN = "zendesk-demo-token"
 ODC = "[Rakuten Marketplace] Order Details Confirmation (automatic email)"
 ISO_Z = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
 REFS = Path(__file__).resolve().parent / "refs"
-"""A copy of shared/refs (the Zendesk OpenAPI subset, licence beside it)."""
+"""A copy of the reference (the Zendesk OpenAPI subset, licence beside it)."""
 OAS = REFS / "zendesk" / "zendesk-oas-subset.tickets-comments-search-merge-jobstatus-users.json"
 
 

@@ -1,7 +1,7 @@
 """Amazon SP-API in the sandbox: Login with Amazon's token endpoint, Fulfillment Outbound
 2020-07-01 (MCF) and FBA inventory summaries, as python-amazon-sp-api expects them unmodified.
 
-Shapes, enums, error bodies and headers follow shared/refs/sp-api/*.json. Every operation checks
+Shapes, enums, error bodies and headers follow the SP-API models in tests/refs/sp-api/. Every operation checks
 the access token (403 ``Unauthorized``), then its usage plan (token bucket on the wall clock, 429
 ``QuotaExceeded``), then the request (400 ``InvalidInput``, 404 ``NotFound``).
 

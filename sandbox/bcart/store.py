@@ -2,7 +2,7 @@
 shop's custom order statuses, the template mails sent from the admin screens, and the 出荷実績
 インポート CSVs seen — all in memory, on the world's virtual clock.
 
-Facts followed (shared/refs/notes/tamago-bcart-rms.md §1, SPEC E):
+Facts followed (Bカート's user guide: 受注を処理する, 出荷実績インポート):
 
 - 対応状況 (order ``status``): 新規注文 and 完了 are built in; every other status is a shop-defined
   custom status, stored and reported by the API as ``カスタムN`` and shown on the screens by its label.

@@ -9,7 +9,7 @@ comments and audits, tags (set/add/remove), merge and job statuses, search and s
 ``X-Rate-Limit`` and ``X-Rate-Limit-Remaining``; beyond the quota (a sliding window in real time,
 admin knob) the answer is 429 with ``Retry-After``. Lists page with ``page``/``per_page`` (absolute
 ``next_page``) or, when ``page[size]`` is given, with cursors (``meta``/``links.next``), as Zendesk
-does. Response shapes follow shared/refs/zendesk/.
+does. Response shapes follow the Zendesk OpenAPI subset in tests/refs/zendesk/.
 
 Admin knobs: ``GET/POST /admin/zendesk/settings`` (quota, window, page size, merge job polls,
 auto-close), ``POST /admin/zendesk/users`` (another agent or end user).
