@@ -125,7 +125,7 @@ class HandOver:
         if not any(tag in c.body for c in self.desk.comments(ticket_id)):
             self.effects.do("zendesk", action,
                             lambda: self.desk.add_internal_note(ticket_id, text, status=status, add_tags=tags),
-                            item_id=item.id, what=item.key, ticket=str(ticket_id), **detail)
+                            item_id=item.id, what=item.key, ticket=str(ticket_id), note=tag, **detail)
         elif hold and self.hold_tag not in self.desk.ticket(ticket_id).tags:
             self.effects.do("zendesk", "tag_hold", lambda: self.desk.add_tags(ticket_id, tags),
                             item_id=item.id, what=item.key, ticket=str(ticket_id))

@@ -141,14 +141,17 @@ class Effects:
     def do(self, system: str, action: str, fn: Callable[[], T], *, item_id: int | None, what: str = "",
            **detail: Any) -> T | None:
         """Do one side effect on ``system`` (or, in a dry run, only say it would be done).
-        ``what`` names the item for the crash hook's line (never a secret)."""
+        ``what`` names the item, and ``detail`` the effect, on the crash hook's line (never a secret):
+        two different effects of one item must read differently there."""
         if self.dry_run:
             self.actions.append(f"would {action} on {system}" + (f" {detail}" if detail else ""))
             self.ledger.audit(item_id=item_id, at=self.now, actor=self.actor, system=system, action=action,
                               detail={"dry_run": True, **detail})
             return None
         result = fn()
-        side_effect_done(self.settings, f"{system} {action}" + (f" for {what}" if what else ""))
+        said = ", ".join(f"{k}={v}" for k, v in detail.items() if k != "reason")
+        side_effect_done(self.settings, f"{system} {action}" + (f" for {what}" if what else "")
+                         + (f" [{said}]" if said else ""))
         self.actions.append(f"{action} on {system}")
         self.ledger.audit(item_id=item_id, at=self.now, actor=self.actor, system=system, action=action,
                           detail=detail or None)
