@@ -28,7 +28,7 @@ from zoneinfo import ZoneInfo
 import httpx
 from loguru import logger
 from pydantic import BaseModel, Field, SecretStr
-from sp_api.api import FulfillmentOutbound
+from sp_api.api import FulfillmentOutbound, Inventories
 from sp_api.auth import AccessTokenClient, AccessTokenResponse
 from sp_api.auth.exceptions import AuthorizationError
 from sp_api.base import ApiResponse, SellingApiException
@@ -58,6 +58,7 @@ USAGE_PLANS: dict[str, tuple[float, int]] = {
                "getPackageTrackingDetails", "listReturnReasonCodes", "createFulfillmentReturn",
                "cancelFulfillmentOrder", "listAllFulfillmentOrders")
 }
+USAGE_PLANS["getInventorySummaries"] = (2.0, 2)
 """Rate (requests/second) and burst per operation, from the Fulfillment Outbound model."""
 BURST_MARGIN = 2
 """The client keeps this many of Amazon's burst tokens in reserve, so network jitter never makes
@@ -300,6 +301,10 @@ class Fulfillment(Protocol):
         """The return authorization id (the RMA goes to the buyer)."""
         ...
 
+    def inventory(self, seller_skus: Sequence[str]) -> dict[str, int]:
+        """FBA's fulfillable units per seller SKU (0 for a SKU FBA does not list)."""
+        ...
+
     def request_count(self) -> int:
         """HTTP requests made so far (token requests included)."""
         ...
@@ -328,17 +333,20 @@ class AmazonFulfillment:
         self._token_class = token_client_class(settings.lwa_url, on_request=self._count)
         marketplace = SimpleNamespace(endpoint=self._endpoint, marketplace_id=settings.marketplace_id,
                                       region="us-west-2")
+        self._marketplace = marketplace
+        self._credentials = {
+            "lwa_app_id": settings.lwa_client_id,
+            "lwa_client_secret": settings.lwa_client_secret.get_secret_value(),
+            "refresh_token": settings.spapi_refresh_token.get_secret_value(),
+        }
         self._client = FulfillmentOutbound(
             marketplace=marketplace,
             refresh_token=settings.spapi_refresh_token.get_secret_value(),
-            credentials={
-                "lwa_app_id": settings.lwa_client_id,
-                "lwa_client_secret": settings.lwa_client_secret.get_secret_value(),
-                "refresh_token": settings.spapi_refresh_token.get_secret_value(),
-            },
+            credentials=self._credentials,
             auth_token_client_class=self._token_class,
             timeout=30,
         )
+        self._inventories: Inventories | None = None
 
     # --- the Protocol ----------------------------------------------------------------------
     def preview(self, request: McfOrderRequest) -> list[PreviewOption]:
@@ -517,8 +525,31 @@ class AmazonFulfillment:
     def metrics(self) -> dict[str, int]:
         return {"spapi_requests": self._requests}
 
+    def inventory(self, seller_skus: Sequence[str]) -> dict[str, int]:
+        """FBA inventory summaries (SP-API FBA Inventory v1, Marketplace granularity) for ``seller_skus``:
+        fulfillable units per SKU, 0 for a SKU FBA does not list. At most 50 SKUs per request."""
+        skus = list(dict.fromkeys(s for s in seller_skus if s))
+        found = {sku: 0 for sku in skus}
+        if self._inventories is None:
+            self._inventories = Inventories(marketplace=self._marketplace, credentials=self._credentials,
+                                            refresh_token=self.settings.spapi_refresh_token.get_secret_value(),
+                                            auth_token_client_class=self._token_class, timeout=30)
+        inventories = self._inventories
+        for start in range(0, len(skus), 50):
+            chunk = skus[start:start + 50]
+            response = self._call("getInventorySummaries", inventories.get_inventory_summary_marketplace,
+                                  details=True, marketplaceIds=[self.settings.marketplace_id], sellerSkus=chunk)
+            for summary in self._payload(response, "getInventorySummaries").get("inventorySummaries") or []:
+                sku = str(summary.get("sellerSku") or "")
+                if sku in found:
+                    details = summary.get("inventoryDetails") or {}
+                    found[sku] = int(details.get("fulfillableQuantity") or 0)
+        return found
+
     def close(self) -> None:
         self._client.close()
+        if self._inventories is not None:
+            self._inventories.close()
 
     # --- plumbing -------------------------------------------------------------------------------
     def _count(self) -> None:
