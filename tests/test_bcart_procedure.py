@@ -47,9 +47,14 @@ class Sleeper:
         self.sandbox.advance(seconds=seconds)
 
 
+def quiet_connections() -> Connections:
+    """The run's connections without Playwright tracing (a test keeps no traces; it is faster)."""
+    return Connections(get_settings(), tracing=False)
+
+
 @pytest.fixture
 def robot(sandbox: Sandbox, settings_env: Path) -> Iterator[Robot]:
-    with make_robot(sandbox, procedures=[procedure]) as robot:
+    with make_robot(sandbox, procedures=[procedure], connections=quiet_connections()) as robot:
         yield robot
 
 
@@ -235,7 +240,10 @@ def test_an_unmapped_product_goes_to_a_person(robot: Robot, sandbox: Sandbox, mo
 @pytest.fixture
 def csv_robot(sandbox: Sandbox, settings_env: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Robot]:
     monkeypatch.setenv("KUROKO_BCART_SHIPPING_RESULTS", "csv")
-    with make_robot(sandbox, procedures=[procedure]) as robot:
+    from kuroko.settings import reload_settings
+
+    reload_settings()
+    with make_robot(sandbox, procedures=[procedure], connections=quiet_connections()) as robot:
         yield robot
 
 
@@ -272,7 +280,7 @@ def test_csv_path_refuses_a_blank_or_partial_tracking_number(csv_robot: Robot, s
     logistics_id = str(order["logistics"][0]["id"])
     # What Amazon would give if one parcel came without its number: the robot's record of the
     # shipment holds a blank beside a real number, and its 発送日 is blank.
-    csv_robot.ledger.update_item(waiting.id, sandbox.now(), step="register_shipping",
+    csv_robot.ledger.update_item(waiting.id, sandbox.now(), step="register_shipping", next_due_at=sandbox.now(),
                                  facts={"tracking": {logistics_id: {"numbers": ["123456789012", " "], "date": ""}}})
     sandbox.advance(minutes=1)
     csv_robot.run_pass()
@@ -296,7 +304,7 @@ def test_a_burst_beyond_the_api_limit_is_waited_out(sandbox: Sandbox, settings_e
     settings = get_settings()
     api = BcartHttpApi(BcartSettings(bcart_url=sandbox.urls["bcart"]), sleep=sleeper)
     with make_robot(sandbox, procedures=[procedure],
-                    connections=Connections(settings, given={"bcart_api": api})) as robot:
+                    connections=Connections(settings, tracing=False, given={"bcart_api": api})) as robot:
         robot.run_pass()
         ship(robot, sandbox)
         assert sleeper.waits and all(w > 0 for w in sleeper.waits)
@@ -350,7 +358,8 @@ class Harness:
             line = next((x for x in proc.stderr.splitlines() if "KUROKO_CRASH_AFTER_ACTIONS" in x), "?")
             self.kill_points.append(line.split(": ", 2)[-1])
         elif proc.returncode != 0:
-            raise AssertionError(f"kuroko run failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
+            raise AssertionError(f"kuroko run failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n"
+                                 f"{proc.stderr[-3000:]}")
         return proc.returncode
 
     def until_quiet(self, crash_after: int) -> None:
@@ -375,7 +384,7 @@ class Harness:
             ledger.close()
 
 
-@pytest.mark.parametrize("crash_after", [1, 2])
+@pytest.mark.parametrize("crash_after", [1, pytest.param(2, marks=pytest.mark.chaos_full)])
 def test_crashes_never_send_a_mail_twice_or_ship_twice(sandbox: Sandbox, tmp_path: Path, crash_after: int) -> None:
     order = sandbox.bcart_order("銀行振込", items=[DATA_30], destinations=[{**OSAKA, "items": [DATA_90]}])
     key = str(order["id"])
@@ -407,7 +416,8 @@ def test_crashes_never_send_a_mail_twice_or_ship_twice(sandbox: Sandbox, tmp_pat
     assert Counter(mail_templates(sandbox, order)) == Counter(["入金案内", "振り込み確認", "発送のお知らせ"])
     # A crash right after a send went to a person, never to a second send.
     crashed_after_send = [p for p in harness.kill_points if "send_mail" in p]
-    assert crashed_after_send, harness.kill_points
+    if crash_after == 1:  # every side effect is a kill point: each of the three sends was one
+        assert len(crashed_after_send) == 3, harness.kill_points
     assert len(person_checks) == len(crashed_after_send), (person_checks, harness.kill_points)
     assert all(went_out for _, went_out in person_checks)
     # No MCF twice.
