@@ -4,6 +4,7 @@ sp-api on MCF and FBA inventory, the clock moved instead of waited for (issue 14
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -353,8 +354,16 @@ class Harness:
         if crash_after is not None:
             env["KUROKO_CRASH_AFTER_ACTIONS"] = str(crash_after)
         self.runs += 1
-        proc = subprocess.run([sys.executable, "-m", "kuroko.ops.cli", "run", "--once", "--procedure", NAME],
-                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+        child = subprocess.Popen([sys.executable, "-m", "kuroko.ops.cli", "run", "--once", "--procedure", NAME],
+                                 cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                 start_new_session=True)
+        try:
+            stdout, stderr = child.communicate(timeout=300)
+        finally:
+            with contextlib.suppress(ProcessLookupError):  # the browser a killed run leaves behind
+                os.killpg(child.pid, signal.SIGKILL)
+            child.wait()
+        proc = subprocess.CompletedProcess(child.args, child.returncode, stdout, stderr)
         if proc.returncode == -signal.SIGKILL:
             line = next((x for x in proc.stderr.splitlines() if "KUROKO_CRASH_AFTER_ACTIONS" in x), "?")
             self.kill_points.append(line.split(": ", 2)[-1])
