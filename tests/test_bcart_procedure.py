@@ -188,6 +188,35 @@ def test_unpaid_after_the_configured_days_goes_to_a_person(robot: Robot, sandbox
     assert mail_templates(sandbox, order) == ["入金案内"]
 
 
+# --- the mail record -------------------------------------------------------------------------------------
+def test_an_unconfirmed_mail_goes_to_a_person_and_is_sent_only_when_they_say_it_was_not(
+        robot: Robot, sandbox: Sandbox) -> None:
+    order = sandbox.bcart_order("後払い（Paid）", items=[DATA_30])
+    key = str(order["id"])
+    robot.run_pass()
+    waiting = item(robot, order)
+    # An earlier attempt recorded 「発送のお知らせ」 as being sent and stopped before confirming it.
+    robot.ledger.update_item(waiting.id, sandbox.now(), facts={"mails": {"発送のお知らせ": "sending"}})
+    ship(robot, sandbox)
+    held = item(robot, order)
+    assert (held.state, held.step, held.hold_code) == ("held", "mail_shipped", "bcart_mail_unconfirmed")
+    assert "customer's inbox" in (held.hold_reason or "")
+    assert mail_templates(sandbox, order) == []  # never resent by the robot itself
+    assert state(sandbox, order)["logistics"][0]["status"] == "発送済"
+    ticket = next(t for t in sandbox.state()["zendesk"]["tickets"] if key in t["subject"])
+    assert any("kuroko bcart_mail" in c["body"] for c in ticket["comments"])
+
+    said = robot.cli("bcart_mail", key, "発送のお知らせ", "--not-sent")
+    assert said.returncode == 0, said.stdout + said.stderr
+    released = robot.cli("release", key, "--procedure", NAME)
+    assert released.returncode == 0, released.stdout + released.stderr
+    sandbox.advance(minutes=5)
+    robot.run_pass()
+    assert item(robot, order).state == "done"
+    assert mail_templates(sandbox, order) == ["発送のお知らせ"]
+    assert item(robot, order).facts["mails"] == {"発送のお知らせ": "sent"}
+
+
 # --- 3. out of stock ---------------------------------------------------------------------------------------
 def test_out_of_stock_is_told_once_held_and_goes_on_when_stock_arrives(robot: Robot, sandbox: Sandbox) -> None:
     order = sandbox.bcart_order("後払い（Paid）", items=[VOICE])
