@@ -35,8 +35,9 @@ from zoneinfo import ZoneInfo
 import httpx
 from pydantic import BaseModel, SecretStr
 
+from kuroko.connections import Connection, Connections
 from kuroko.errors import ApiError, BusinessRuleError, ConfigurationError, SiteUnavailable, UnknownValue
-from kuroko.settings import KurokoSettings
+from kuroko.settings import KurokoSettings, load
 
 JST = ZoneInfo("Asia/Tokyo")
 NEW_ORDER = "新規注文"
@@ -309,6 +310,9 @@ class BcartHttpApi:
     def request_count(self) -> int:
         return self._count
 
+    def metrics(self) -> dict[str, int]:
+        return {"bcart_api_requests": self._count}
+
     # --- the one way in ---------------------------------------------------------------------------
     def _call(self, what: str, method: str, path: str, *, params: dict[str, Any] | None = None,
               json: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -458,3 +462,12 @@ class BcartHttpApi:
         data = self._call(f"register the shipping result of shipment {logistics_id}", "PATCH",
                           f"/logistics/{int(logistics_id)}", json=body)
         return _shipment(data.get("logistic") or {})
+
+
+# --- the run's connection -----------------------------------------------------------------------
+def open_bcart_api(connections: Connections) -> BcartHttpApi:
+    return BcartHttpApi(load(BcartSettings))
+
+
+BCART_API: Connection[BcartHttpApi] = Connection("bcart_api", open_bcart_api)
+"""The Bカート REST API (orders, 対応状況, logistics)."""

@@ -38,7 +38,7 @@ from zoneinfo import ZoneInfo
 import httpx
 from loguru import logger
 from pydantic import BaseModel, Field, SecretStr
-from sp_api.api import FulfillmentOutbound, Reports
+from sp_api.api import FulfillmentOutbound, Inventories, Reports
 from sp_api.auth import AccessTokenClient, AccessTokenResponse
 from sp_api.auth.exceptions import AuthorizationError
 from sp_api.base import ApiResponse, SellingApiException
@@ -73,6 +73,7 @@ USAGE_PLANS: dict[str, tuple[float, int]] = {
                   "cancelFulfillmentOrder", "listAllFulfillmentOrders")},
     "createReport": (0.0167, 15), "getReport": (2.0, 15), "getReportDocument": (0.0167, 15),
 }
+USAGE_PLANS["getInventorySummaries"] = (2.0, 2)
 """Rate (requests/second) and burst per operation, from the Fulfillment Outbound and Reports
 2021-06-30 models."""
 REIMBURSEMENTS_REPORT = "GET_FBA_REIMBURSEMENTS_DATA"
@@ -618,6 +619,10 @@ class Fulfillment(Protocol):
         """GET_FBA_REIMBURSEMENTS_DATA rows approved in [since, until] (create, poll, download)."""
         ...
 
+    def inventory(self, seller_skus: Sequence[str]) -> dict[str, int]:
+        """FBA's fulfillable units per seller SKU (0 for a SKU FBA does not list)."""
+        ...
+
     def request_count(self) -> int:
         """HTTP requests made so far (token requests included)."""
         ...
@@ -659,6 +664,7 @@ class AmazonFulfillment:
             timeout=30,
         )
         self._reports: Reports | None = None
+        self._inventories: Inventories | None = None
 
     # --- the Protocol ----------------------------------------------------------------------
     def preview(self, request: McfOrderRequest) -> list[PreviewOption]:
@@ -962,10 +968,34 @@ class AmazonFulfillment:
     def metrics(self) -> dict[str, int]:
         return {"spapi_requests": self._requests}
 
+    def inventory(self, seller_skus: Sequence[str]) -> dict[str, int]:
+        """FBA inventory summaries (SP-API FBA Inventory v1, Marketplace granularity) for ``seller_skus``:
+        fulfillable units per SKU, 0 for a SKU FBA does not list. At most 50 SKUs per request."""
+        skus = list(dict.fromkeys(s for s in seller_skus if s))
+        found = {sku: 0 for sku in skus}
+        if self._inventories is None:
+            self._inventories = Inventories(marketplace=self._marketplace, credentials=self._credentials,
+                                            refresh_token=self.settings.spapi_refresh_token.get_secret_value(),
+                                            auth_token_client_class=self._token_class, timeout=30)
+        inventories = self._inventories
+        for start in range(0, len(skus), 50):
+            chunk = skus[start:start + 50]
+            response = self._call("getInventorySummaries", inventories.get_inventory_summary_marketplace,
+                                  details=True, marketplaceIds=[self.settings.marketplace_id], sellerSkus=chunk)
+            for summary in self._payload(response, "getInventorySummaries").get("inventorySummaries") or []:
+                sku = str(summary.get("sellerSku") or "")
+                if sku in found:
+                    details = summary.get("inventoryDetails") or {}
+                    found[sku] = int(details.get("fulfillableQuantity") or 0)
+        return found
+
     def close(self) -> None:
         self._client.close()
         if self._reports is not None:
             self._reports.close()
+
+        if self._inventories is not None:
+            self._inventories.close()
 
     def _reports_client(self) -> Reports:
         if self._reports is None:
