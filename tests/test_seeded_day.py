@@ -40,7 +40,7 @@ def test_a_seeded_day_of_fifty_orders_ends_complete_or_held(tmp_path: Path) -> N
     status = subprocess.run([sys.executable, "-m", "kuroko.ops.cli", "status"], cwd=ROOT, env=env, capture_output=True,
                             text=True, timeout=120)
     assert status.returncode == 0, status.stderr
-    assert f"{len(orders)} orders" in status.stdout
+    assert f"{len(orders)} work items" in status.stdout
     assert "Held for a person" in status.stdout
     for order in held:
         assert order.key in status.stdout
