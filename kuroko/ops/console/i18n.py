@@ -53,7 +53,8 @@ MESSAGES: dict[str, dict[str, str]] = {
         "password": "パスワード",
         "signed_in_as": "{name}（{role}）", "role.viewer": "閲覧者", "role.operator": "オペレーター",
         "login.wrong": "ユーザー名またはパスワードが違います。",
-        "login.locked": "パスワードの誤りが続いたため、{until} までログインできません。しばらくしてからお試しください。",
+        "login.locked": "パスワードの誤りが続いたため、{until} までログインできません。"
+                        "しばらくしてからお試しください。",
         "login.needed": "ログインしてください。",
         "state.active": "処理中", "state.held": "担当者待ち", "state.done": "完了", "state.total": "合計",
         "counts": "手順・状態別の件数", "procedure": "手順",
@@ -80,7 +81,8 @@ MESSAGES: dict[str, dict[str, str]] = {
         "cmd.ship": "事務所発送を記録", "param.carrier": "配送会社", "param.tracking": "お荷物伝票番号",
         "awaits_command": "担当者の操作待ち", "open_item": "開く",
         "forbidden": "この操作はオペレーターのみ行えます。",
-        "csrf": "フォームの有効期限が切れたか、このコンソールから送信されたものではありません。再読み込みしてください。",
+        "csrf": "フォームの有効期限が切れたか、このコンソールから送信されたものではありません。"
+                "再読み込みしてください。",
         "not_found": "該当する案件がありません。", "time_note": "時刻は {tz} です。",
     },
 }
@@ -109,8 +111,8 @@ def pick_language(cookie: str | None, accept_language: str | None) -> str:
 def translator(lang: str) -> Any:
     table = MESSAGES.get(lang, MESSAGES["en"])
 
-    def t(key: str, **values: Any) -> str:
-        text = table.get(key) or MESSAGES["en"].get(key) or key
+    def t(message: str, /, **values: Any) -> str:
+        text = table.get(message) or MESSAGES["en"].get(message) or message
         return text.format(**values) if values else text
 
     return t
