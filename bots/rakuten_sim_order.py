@@ -614,7 +614,7 @@ def _awaits_office_tracking(item: WorkItem) -> bool:
 
 
 def _rms_carriers() -> list[str]:
-    return sorted(set(rules().carrier_map.values()))
+    return list(dict.fromkeys(rules().carrier_map.values()))
 
 
 @procedure.command(fits=_awaits_office_tracking, choices={"carrier": _rms_carriers})

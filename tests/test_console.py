@@ -24,7 +24,7 @@ from playwright.sync_api import Browser, BrowserContext, Page, expect
 from robot import make_robot, primary_ticket
 
 from kuroko.errors import ConfigurationError
-from kuroko.ledger import Ledger, WorkItem
+from kuroko.ledger import ItemState, Ledger, WorkItem
 from kuroko.ops.console.app import serve
 from kuroko.ops.console.users import add_user
 from kuroko.settings import get_settings, reload_settings, secret_values
@@ -51,48 +51,55 @@ def kuroko(*args: str, stdin: str | None = None, timeout: float = 120) -> subpro
 class Desk:
     url: str
     data_dir: Path
+    sandbox: Sandbox
     pages: list[tuple[str, str]]
     """(what, HTML) of every page seen, for the secret grep."""
 
 
-@pytest.fixture
-def desk(sandbox: Sandbox, settings_env: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Desk]:
-    """Small limits (one attempt, short timeouts), the console as `kuroko console` on a free port, and
-    a viewer and an operator added with `kuroko users add` (password from standard input)."""
-    monkeypatch.setenv("KUROKO_MAX_ATTEMPTS", "1")
-    monkeypatch.setenv("KUROKO_NAVIGATION_TIMEOUT_MS", "4000")
-    monkeypatch.setenv("KUROKO_ELEMENT_TIMEOUT_MS", "1500")
-    monkeypatch.setenv("KUROKO_CONSOLE_SECRET_KEY", CONSOLE_KEY)
-    monkeypatch.setenv("KUROKO_CONSOLE_REFRESH_SECONDS", "1")
-    reload_settings()
-    added = kuroko("users", "add", "viki", "--role", "viewer", stdin=PASSWORDS["viki"] + "\n")
-    assert added.returncode == 0, added.stderr
-    ledger = Ledger(get_settings().ledger_database_url())
-    add_user(ledger, "olga", "operator", PASSWORDS["olga"])  # what `kuroko users add` does
-    ledger.close()
-    with pytest.raises(ConfigurationError, match="KUROKO_CONSOLE_ALLOW_REMOTE"):
-        serve("0.0.0.0", free_port())
+@pytest.fixture(scope="module")
+def desk(sandbox_process: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Desk]:
+    """One console for the module (`kuroko console` on a free port) over one ledger the robot fills
+    on the sandbox, with small limits (one attempt, short timeouts), a viewer added with `kuroko
+    users add` (password from standard input) and an operator."""
+    sandbox_process.reset()
+    data_dir = tmp_path_factory.mktemp("console") / "data"
+    with pytest.MonkeyPatch.context() as env:
+        for name, value in {**sandbox_process.robot_env(), "KUROKO_DATA_DIR": str(data_dir),
+                            "KUROKO_MAX_ATTEMPTS": "1", "KUROKO_NAVIGATION_TIMEOUT_MS": "4000",
+                            "KUROKO_ELEMENT_TIMEOUT_MS": "1500", "KUROKO_CONSOLE_SECRET_KEY": CONSOLE_KEY,
+                            "KUROKO_CONSOLE_REFRESH_SECONDS": "1"}.items():
+            env.setenv(name, value)
+        reload_settings()
+        added = kuroko("users", "add", "viki", "--role", "viewer", stdin=PASSWORDS["viki"] + "\n")
+        assert added.returncode == 0, added.stderr
+        ledger = Ledger(get_settings().ledger_database_url())
+        add_user(ledger, "olga", "operator", PASSWORDS["olga"])  # what `kuroko users add` does
+        ledger.close()
+        with pytest.raises(ConfigurationError, match="KUROKO_CONSOLE_ALLOW_REMOTE"):
+            serve("0.0.0.0", free_port())
 
-    port = free_port()
-    log = open(settings_env.parent / "console.log", "w")  # noqa: SIM115 - closed below
-    process = subprocess.Popen([sys.executable, "-m", "kuroko.ops.cli", "console", "--port", str(port)], cwd=ROOT,
-                               env=os.environ.copy(), stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
+        port = free_port()
+        log_path = data_dir.parent / "console.log"
+        log = open(log_path, "w")  # noqa: SIM115 - closed below
+        process = subprocess.Popen([sys.executable, "-m", "kuroko.ops.cli", "console", "--port", str(port)],
+                                   cwd=ROOT, env=os.environ.copy(), stdout=log, stderr=subprocess.STDOUT)
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                if httpx.get(url + "/login", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert process.poll() is None and time.monotonic() < deadline, log_path.read_text()
+            time.sleep(0.2)
         try:
-            if httpx.get(url + "/login", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        assert process.poll() is None and time.monotonic() < deadline, (settings_env.parent / "console.log").read_text()
-        time.sleep(0.2)
-    try:
-        yield Desk(url, settings_env, [])
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-        log.close()
+            yield Desk(url, data_dir, sandbox_process, [])
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+            log.close()
+    reload_settings()
 
 
 def log_in(browser: Browser, desk: Desk, name: str, *, locale: str = "ja-JP") -> tuple[BrowserContext, Page]:
@@ -148,8 +155,8 @@ def card(page: Page, key: str):  # type: ignore[no-untyped-def]
     return page.locator(f"article.card[data-key='{key}']")
 
 
-def test_a_seeded_day_read_by_a_viewer_and_acted_on_by_an_operator(sandbox: Sandbox, desk: Desk,
-                                                                      browser: Browser) -> None:
+def test_a_seeded_day_read_by_a_viewer_and_acted_on_by_an_operator(desk: Desk, browser: Browser) -> None:
+    sandbox = desk.sandbox
     # --- the day: an office shipment, an eSIM order held, and an order held by a failing RMS page
     office = sandbox.place_order([VOICE_SIM])["order_number"]
     esim = sandbox.place_order([ESIM])["order_number"]
@@ -291,6 +298,32 @@ def test_a_seeded_day_read_by_a_viewer_and_acted_on_by_an_operator(sandbox: Sand
             assert secret not in html, f"a secret on {what}"
 
 
+def test_the_waiting_page_shows_a_newly_held_order_without_a_reload(desk: Desk, browser: Browser) -> None:
+    sandbox = desk.sandbox
+    context, page = log_in(browser, desk, "viki")
+    page.goto(desk.url + "/waiting")
+    expect(page.locator("#live")).to_be_visible()
+    page.evaluate("window.__notReloaded = 42")
+    esim = sandbox.place_order([ESIM])["order_number"]
+    sandbox.advance(minutes=31)
+    robot = subprocess.Popen([sys.executable, "-m", "kuroko.ops.cli", "run", "--once"], cwd=ROOT,
+                             env=os.environ.copy(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        expect(card(page, esim)).to_be_visible(timeout=120_000)
+    finally:
+        out, _ = robot.communicate(timeout=180)
+    assert robot.returncode == 0, out
+    assert page.evaluate("window.__notReloaded") == 42, "the page was not reloaded"
+    expect(card(page, esim).locator(".reason")).to_contain_text("eSIM")
+    page.goto(desk.url + "/")
+    ledger = Ledger(get_settings().ledger_database_url())
+    held = len(ledger.items(ItemState.HELD))
+    assert ledger.find_item(esim) is not None
+    ledger.close()
+    expect(page.locator("tr[data-procedure=rakuten_sim_order] td[data-state=held]")).to_have_text(str(held))
+    context.close()
+
+
 def test_wrong_passwords_lock_the_login_and_forms_need_their_csrf_token(desk: Desk, browser: Browser) -> None:
     context = browser.new_context(locale="ja-JP")
     page = context.new_page()
@@ -330,28 +363,3 @@ def test_wrong_passwords_lock_the_login_and_forms_need_their_csrf_token(desk: De
         assert any("HttpOnly" in h and "SameSite=strict" in h.replace("Strict", "strict") for h in headers)
         assert raw.get("/").status_code == 303, "not logged in: to the login page"
         assert raw.get("/fragments/waiting").status_code == 401
-
-
-def test_the_waiting_page_shows_a_newly_held_order_without_a_reload(sandbox: Sandbox, desk: Desk,
-                                                                     browser: Browser) -> None:
-    context, page = log_in(browser, desk, "viki")
-    page.goto(desk.url + "/waiting")
-    expect(page.locator("#live .empty")).to_be_visible()
-    page.evaluate("window.__notReloaded = 42")
-    esim = sandbox.place_order([ESIM])["order_number"]
-    sandbox.advance(minutes=31)
-    robot = subprocess.Popen([sys.executable, "-m", "kuroko.ops.cli", "run", "--once"], cwd=ROOT,
-                             env=os.environ.copy(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        expect(card(page, esim)).to_be_visible(timeout=120_000)
-    finally:
-        out, _ = robot.communicate(timeout=180)
-    assert robot.returncode == 0, out
-    assert page.evaluate("window.__notReloaded") == 42, "the page was not reloaded"
-    expect(card(page, esim).locator(".reason")).to_contain_text("eSIM")
-    page.goto(desk.url + "/")
-    expect(page.locator("tr[data-procedure=rakuten_sim_order] td[data-state=held]")).to_have_text("1")
-    ledger = Ledger(get_settings().ledger_database_url())
-    assert ledger.find_item(esim) is not None
-    ledger.close()
-    context.close()
