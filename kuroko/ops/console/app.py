@@ -137,7 +137,7 @@ def create_app(settings: Settings | None = None, ledger: Ledger | None = None,
 
     # --- helpers -----------------------------------------------------------------------------
     def session_of(request: Request) -> Session:
-        return request.state.session  # type: ignore[no-any-return]
+        return request.state.session
 
     def page(request: Request, user: user_store.User | None, **extra: Any) -> Page:
         session = session_of(request)

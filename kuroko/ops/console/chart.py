@@ -28,7 +28,8 @@ def render_chart(chart: Chart, t: Callable[..., str]) -> Markup:
         value = round(top * i / steps)
         y = TOP + plot_h - plot_h * value / top
         parts.append(f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" stroke="#ddd"/>'
-                     f'<text x="{LEFT - 6}" y="{y + 4:.1f}" font-size="11" text-anchor="end" fill="#555">{value}</text>')
+                     f'<text x="{LEFT - 6}" y="{y + 4:.1f}" font-size="11" text-anchor="end" '
+                     f'fill="#555">{value}</text>')
     for hour, row in enumerate(chart.hours):
         x0 = LEFT + hour * slot + 2
         for n, (_, key) in enumerate(CHART_SERIES):

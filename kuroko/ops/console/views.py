@@ -257,7 +257,7 @@ def jobs(ledger: Ledger, procedures: dict[str, Procedure], schedule: Path, wall:
     except ConfigurationError as exc:
         return [], exc.message
     recent = passes(ledger, limit=200)
-    rows = []
+    rows: list[JobRow] = []
     for job in defined:
         names = job_procedures(job)
         last = next((p.started for p in recent if set(names) <= set(p.procedures)), None)
