@@ -26,7 +26,7 @@ from robot import make_robot, primary_ticket
 from kuroko.errors import ConfigurationError
 from kuroko.ledger import ItemState, Ledger, WorkItem
 from kuroko.ops.console.app import serve
-from kuroko.ops.console.users import add_user
+from kuroko.ops.console.users import add_user, remove_user
 from kuroko.settings import get_settings, reload_settings, secret_values
 
 DATA_SIM = "SIM-DATA-30D-20GB"
@@ -358,6 +358,10 @@ def test_wrong_passwords_lock_the_login_and_forms_need_their_csrf_token(desk: De
         assert cookie
         assert client.post("/logout", data={}).status_code == 403
         assert client.get("/").status_code == 200
+        ledger = Ledger(get_settings().ledger_database_url())
+        remove_user(ledger, "viki")  # what `kuroko users remove viki` does: the session ends at once
+        ledger.close()
+        assert client.get("/").status_code == 303
     with httpx.Client(base_url=desk.url) as raw:
         headers = httpx.get(desk.url + "/login").headers.get_list("set-cookie")
         assert any("HttpOnly" in h and "SameSite=strict" in h.replace("Strict", "strict") for h in headers)

@@ -17,7 +17,7 @@ from conftest import ROOT, Sandbox
 from robot import internal_notes, make_robot, mcf_orders, primary_ticket, side_effects
 
 from kuroko.ledger import Ledger
-from kuroko.settings import get_settings
+from kuroko.settings import get_settings, secret_values
 
 DATA_SIM = "SIM-DATA-30D-20GB"
 ESIM = "ESIM-DATA-7D-5GB"
@@ -164,7 +164,7 @@ def test_no_secret_in_logs_evidence_names_or_report(sandbox: Sandbox, settings_e
     assert kuroko("run", "--once").returncode == 0
     assert kuroko("report").returncode == 0
 
-    secrets = get_settings().secret_values()
+    secrets = secret_values()
     assert secrets
     texts = []
     for path in settings_env.rglob("*"):

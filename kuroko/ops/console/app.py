@@ -290,8 +290,7 @@ def create_app(settings: Settings | None = None, ledger: Ledger | None = None,
     # --- actions -------------------------------------------------------------------------------
     @app.post("/items/{item_id}/release")
     async def release(request: Request, item_id: int) -> Response:
-        form_ok = await checked_form(request)
-        del form_ok
+        await checked_form(request)
         user = require_operator(request)
         item = get_item(item_id)
         t = page(request, user).t
