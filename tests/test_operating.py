@@ -164,6 +164,9 @@ def test_no_secret_in_logs_evidence_names_or_report(sandbox: Sandbox, settings_e
     assert kuroko("run", "--once").returncode == 0
     assert kuroko("report").returncode == 0
 
+    from kuroko.registry import load_procedures
+
+    load_procedures()  # every procedure's, site's and service's settings model, and so every secret, is known
     secrets = secret_values()
     assert secrets
     texts = []
