@@ -56,6 +56,8 @@ def write_report(settings: Settings, ledger: Ledger, path: Path, *, title: str =
                 view.title = titles.get(procedure, view.title)
             if chosen:
                 groups.append(Group(procedure, titles.get(procedure, procedure), state, chosen))
+    if title == "Kuroko report":  # the default title, in the report's language
+        title = page.t("report")
     document = render("report.html", page, title=title, today=today,
                       views=views.waiting_items(ledger, procedures), groups=groups, total=len(items),
                       written=wall_now())
