@@ -608,7 +608,16 @@ def prepare_pass(connections: Connections, due: list[WorkItem]) -> None:
 
 
 # --- what a person does ------------------------------------------------------------------------
-@procedure.command
+def _awaits_office_tracking(item: WorkItem) -> bool:
+    return (item.state != "done" and item.facts.get("shipment") == "office"
+            and not item.facts.get("tracking_number"))
+
+
+def _rms_carriers() -> list[str]:
+    return list(dict.fromkeys(rules().carrier_map.values()))
+
+
+@procedure.command(fits=_awaits_office_tracking, choices={"carrier": _rms_carriers})
 def ship(desk: DeskContext,
          order_number: Annotated[str, typer.Argument(help="The Rakuten order number.")],
          carrier: Annotated[str, typer.Option(help="RMS shipping company (e.g. 日本郵便) or carrier code.")],

@@ -385,3 +385,20 @@ class Ledger:
         with self.session() as s:
             rows = s.execute(select(WorkItem.state, func.count()).group_by(WorkItem.state))
             return {state: count for state, count in rows}
+
+
+# --- the desk console's users (kuroko/ops/console) ------------------------------------------------
+class DeskUser(Base):
+    """A person who may log in to the desk console: a viewer reads, an operator also acts."""
+
+    __tablename__ = "desk_users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    """viewer | operator"""
+    password_hash: Mapped[str] = mapped_column(String(256))
+    """argon2 (pwdlib); never the password."""
+    failed_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())

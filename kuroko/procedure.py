@@ -267,6 +267,12 @@ class DeskContext:
 
 
 # --- the declaration ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class CommandHints:
+    fits: Callable[[WorkItem], bool] | None = None
+    choices: dict[str, Callable[[], list[str]]] = field(default_factory=dict)
+
+
 Step = Callable[[StepContext], Outcome]
 
 
@@ -304,6 +310,8 @@ class Procedure:
         self.forget_on_release: tuple[str, ...] = ()
         """Facts dropped when a person releases a held item (e.g. how long something was waited for)."""
         self.commands: list[Callable[..., str]] = []
+        self.command_hints: dict[str, CommandHints] = {}
+        """For the console: which items each command fits, and the choices of its parameters."""
         """A person's actions this procedure brings (e.g. `ship`): functions ``(DeskContext, …) -> str``
         whose other parameters are typer-annotated; the CLI adds each as a `kuroko` command."""
         self._problems: list[str] = []
@@ -334,9 +342,20 @@ class Procedure:
         self.prepare_pass = fn
         return fn
 
-    def command(self, fn: Callable[..., str]) -> Callable[..., str]:
-        self.commands.append(fn)
-        return fn
+    def command(self, fn: Callable[..., str] | None = None, *, fits: Callable[[WorkItem], bool] | None = None,
+                choices: dict[str, Callable[[], list[str]]] | None = None) -> Any:
+        """Register a person's action: ``@procedure.command`` or ``@procedure.command(fits=…, choices=…)``.
+
+        ``fits(item)``: the items the action is for (the console offers it there, held or waiting);
+        without it the console never offers it. ``choices``: a parameter's allowed values (the
+        console shows a list)."""
+
+        def register(command_fn: Callable[..., str]) -> Callable[..., str]:
+            self.commands.append(command_fn)
+            self.command_hints[command_fn.__name__] = CommandHints(fits=fits, choices=dict(choices or {}))
+            return command_fn
+
+        return register(fn) if fn is not None else register
 
     def policy(self, step: str) -> RetryPolicy:
         spec = self.steps.get(step)

@@ -125,6 +125,7 @@ class Runner:
     def run_pass(self) -> PassReport:
         now = self.clock.now()
         report = PassReport(started_at=now)
+        wall_started = wall_now()
         self.connections.new_pass()
         counters_before = self.connections.metrics()
         self.consecutive_errors = 0
@@ -173,7 +174,21 @@ class Runner:
         after = self.connections.metrics()
         report.counters = {k: v - counters_before.get(k, 0) for k, v in after.items() if v - counters_before.get(k, 0)}
         self.emit("pass_finished", report=report)
+        self._record_pass(report, now, wall_started)
         return report
+
+    def _record_pass(self, report: PassReport, now: datetime, wall_started: datetime) -> None:
+        """One audit row per pass (action ``pass_finished``, no item): which procedures, when (wall
+        clock), how long, what came of it — what the console's Today page lists."""
+        if self.dry_run:
+            return
+        finished = wall_now()
+        self.ledger.audit(item_id=None, at=now, actor="robot", system="kuroko", action="pass_finished", detail={
+            "procedures": list(self.procedures), "run_id": self.run_id, "worker": self.worker_id,
+            "started": wall_started.isoformat(), "finished": finished.isoformat(),
+            "seconds": round((finished - wall_started).total_seconds(), 3), "items_run": report.items_run,
+            "outcomes": dict(report.outcomes), "taken_in": len(report.intake), "intake_error": report.intake_error,
+            "stopped_early": report.stopped_early})
 
     def _intake(self, procedure: Procedure, now: datetime, report: PassReport) -> list[str]:
         """The procedure's intake, its side effects through the same door as the steps'. Returns
@@ -301,6 +316,9 @@ class Runner:
             values["step"] = outcome.next_step
         self._record(item, ctx, started, status, detail=outcome.detail,
                      external_ref=outcome.external_ref or ctx.external_ref, **values)
+        if outcome.next_step is None and not self.dry_run:
+            self.ledger.audit(item_id=item.id, at=now, actor="robot", system="kuroko", action="completed",
+                              detail={"step": step_name})
         log.info("{}: {}{}", step_name, "found already done: " if outcome.found else "", outcome.detail)
         return "done" if outcome.next_step is None else "continue"
 
@@ -394,6 +412,9 @@ class Runner:
                 ctx.facts["hold_note_pending"] = body
         self._record(item, ctx, started, StepStatus.HELD, error=error, evidence=evidence,
                      detail=found, state=ItemState.HELD.value, hold_code=error.code, hold_reason=found)
+        if not self.dry_run:
+            self.ledger.audit(item_id=item.id, at=ctx.now, actor="robot", system="kuroko", action="handed_over",
+                              detail={"step": item.step, "code": error.code})
         logger.bind(order=item.key).warning("handed to a person: {}", found)
 
     # --- release ---------------------------------------------------------------------------

@@ -295,14 +295,17 @@ def replay(item_ref: Annotated[str, typer.Argument(metavar="ITEM", help="The ite
 
 
 @app.command()
-def report(output: Annotated[Path | None, typer.Option("--output", "-o", help="Where to write the HTML.")] = None
-           ) -> None:
+def report(output: Annotated[Path | None, typer.Option("--output", "-o", help="Where to write the HTML.")] = None,
+           lang: Annotated[str, typer.Option(help="ja or en.")] = "ja") -> None:
     """Write one self-contained HTML report of every work item, by procedure, with audit trails and evidence."""
     from kuroko.ops.report import write_report
 
     settings = get_settings()
     titles = {p.name: p.title for p in load_procedures_or_fail()}
-    path = write_report(settings, open_ledger(settings), output or settings.data_dir / "report.html", titles=titles)
+    if lang not in ("ja", "en"):
+        fail(f"--lang {lang!r}: use ja or en")
+    path = write_report(settings, open_ledger(settings), output or settings.data_dir / "report.html", titles=titles,
+                        lang=lang)
     console.print(f"Report written: {path.resolve()}")
 
 
@@ -334,6 +337,75 @@ def demo(orders: Annotated[int, typer.Option(help="How many orders the seeded da
     if not result.consistent:
         err.print("[bold red]The robot's ledger and the sandbox disagree (see the table above).[/]")
         raise typer.Exit(1)
+
+
+@app.command("console")
+def console_command(host: Annotated[str, typer.Option(help="Address to bind; anything but 127.0.0.1 needs "
+                                                           "KUROKO_CONSOLE_ALLOW_REMOTE=true.")] = "127.0.0.1",
+                    port: Annotated[int, typer.Option(help="Port.")] = 8200) -> None:
+    """Serve the desk console (Today, Waiting for a person, items, search) from this ledger."""
+    from kuroko.ops.console.app import serve
+
+    settings = get_settings()
+    load_procedures_or_fail()
+    console.print(f"Kuroko desk console on http://{host}:{port}/ (Ctrl+C stops it)")
+    try:
+        serve(host, port, settings)
+    except ConfigurationError as exc:
+        fail(f"configuration: {exc.message}")
+
+
+users_app = typer.Typer(no_args_is_help=True, help="The desk console's users: viewers read, operators act.")
+app.add_typer(users_app, name="users")
+
+
+def read_password(confirm: bool = True) -> str:
+    """The password: prompted (hidden, twice) on a terminal; one line of standard input otherwise."""
+    if sys.stdin.isatty():
+        return str(typer.prompt("Password", hide_input=True, confirmation_prompt=confirm))
+    return sys.stdin.readline().rstrip("\n")
+
+
+@users_app.command("add")
+def users_add(name: Annotated[str, typer.Argument(help="The login name.")],
+              role: Annotated[str, typer.Option(help="viewer (reads) or operator (acts).")] = "viewer") -> None:
+    """Add a console user; the password is asked for (or read from standard input)."""
+    from kuroko.ops.console.users import add_user
+
+    password = read_password()
+    try:
+        add_user(open_ledger(get_settings()), name, role, password)
+    except KurokoError as exc:
+        fail(exc.message)
+    console.print(f"User {name} added ({role}).")
+
+
+@users_app.command("remove")
+def users_remove(name: Annotated[str, typer.Argument(help="The login name.")]) -> None:
+    """Remove a console user (their session ends at their next request)."""
+    from kuroko.ops.console.users import remove_user
+
+    try:
+        remove_user(open_ledger(get_settings()), name)
+    except KurokoError as exc:
+        fail(exc.message)
+    console.print(f"User {name} removed.")
+
+
+@users_app.command("list")
+def users_list() -> None:
+    """Every console user with their role and whether their login is locked."""
+    from kuroko.ledger import wall_now
+    from kuroko.ops.console.users import list_users
+
+    settings = get_settings()
+    t = Table(title="Console users")
+    for col in ("name", "role", "locked until"):
+        t.add_column(col)
+    for user in list_users(open_ledger(settings)):
+        locked = user.locked_until if user.locked_until and user.locked_until > wall_now() else None
+        t.add_row(user.name, user.role, local(settings, locked) if locked else "-")
+    console.print(t)
 
 
 def procedure_command(fn: Callable[..., str], by: str) -> Callable[..., None]:
