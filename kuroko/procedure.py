@@ -310,10 +310,10 @@ class Procedure:
         self.forget_on_release: tuple[str, ...] = ()
         """Facts dropped when a person releases a held item (e.g. how long something was waited for)."""
         self.commands: list[Callable[..., str]] = []
-        self.command_hints: dict[str, CommandHints] = {}
-        """For the console: which items each command fits, and the choices of its parameters."""
         """A person's actions this procedure brings (e.g. `ship`): functions ``(DeskContext, …) -> str``
         whose other parameters are typer-annotated; the CLI adds each as a `kuroko` command."""
+        self.command_hints: dict[str, CommandHints] = {}
+        """For the console: which items each command fits, and the choices of its parameters."""
         self._problems: list[str] = []
 
     def step(self, *, then: tuple[str, ...] | str = (), final: bool = False, first: bool = False,
