@@ -17,6 +17,7 @@ after; both 対応状況 of a subscription order are released in one visit; a fl
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Literal, NoReturn
@@ -40,10 +41,11 @@ if TYPE_CHECKING:
 NAME = "tamago_attention"
 CustomerField = Literal["phone", "postal_code", "name"]
 FIELD_NAMES: dict[str, str] = {"phone": "電話番号", "postal_code": "郵便番号", "name": "氏名"}
-DISCOUNT_SEARCHES: tuple[tuple[CustomerField, CustomerField], ...] = (
-    ("phone", "postal_code"), ("phone", "name"), ("postal_code", "name"))
-"""Seed 001 §7's three rules (same X and one of Y, Z) are exactly the customers sharing one of
-these pairs: one 顧客検索 per pair."""
+DISCOUNT_RULES: tuple[tuple[CustomerField, tuple[CustomerField, ...]], ...] = (
+    ("phone", ("postal_code", "name")), ("postal_code", ("phone", "name")), ("name", ("phone", "postal_code")))
+"""Seed 001 §7: the same X and one of Y, Z — i.e. any two of the three fields the same. Two 顧客検索
+(by 電話番号, by 郵便番号) find every such customer; the second field is compared here as たまご
+compares (without hyphens and spaces)."""
 ROBOT_REASONS = {Reason.BLACKLIST_CANDIDATE, Reason.DISCOUNT_CANDIDATE, Reason.REMOTE_ISLAND}
 """Reasons the robot works itself; every other one goes to a person."""
 PERSON_ROUTES: tuple[tuple[Reason, str], ...] = (
@@ -171,6 +173,21 @@ def describe_match(match: CustomerMatch) -> str:
 
 def customer_value(view: TamagoOrderView, field: str) -> str:
     return {"phone": view.phone, "postal_code": view.postal_code, "name": view.customer_name}[field]
+
+
+def normalised(field: str, value: str) -> str:
+    """As たまご compares customers: phone and postal code without hyphens, names without spaces."""
+    if field in ("phone", "postal_code"):
+        return re.sub(r"[-‐－ー\s]", "", value)
+    return re.sub(r"[\s\u3000]", "", value)
+
+
+def discount_rule_matches(view: TamagoOrderView, match: CustomerMatch) -> bool:
+    def same(field: str) -> bool:
+        theirs = {"phone": match.phone, "postal_code": match.postal_code, "name": match.name}[field]
+        return normalised(field, theirs) == normalised(field, customer_value(view, field))
+
+    return any(same(first) and any(same(o) for o in rest) for first, rest in DISCOUNT_RULES)
 
 
 def others(view: TamagoOrderView, found: list[CustomerMatch]) -> list[CustomerMatch]:
@@ -326,9 +343,8 @@ def check_discount(ctx: StepContext) -> Outcome:
         record_check(ctx, "discount", "定期割引候補: 定期会員割引は適用済み")
         return Done(next_in_plan(ctx), detail="定期会員割引 already applied", found=True)
     customers = ctx.use(TAMAGO).customers
-    found: list[CustomerMatch] = []
-    for first, second in DISCOUNT_SEARCHES:
-        found += customers.find(**{first: customer_value(view, first), second: customer_value(view, second)})
+    found = customers.find(phone=view.phone) + customers.find(postal_code=view.postal_code)
+    found = [m for m in found if discount_rule_matches(view, m)]
     matches = others(view, found)
     if not matches:
         record_check(ctx, "discount",

@@ -120,3 +120,96 @@ def test_blacklist_check_uses_the_configured_fields(sandbox: Sandbox, settings_e
         assert rules().tamago_blacklist_check == ["phone", "name"]
         robot.run_pass()
     released_today(sandbox, order_id, comment_has=("顧客検索（電話番号・氏名）で一致1件",))
+
+
+def test_discount_candidate_by_the_seeds_three_rules(robot: Robot, sandbox: Sandbox) -> None:
+    one = sandbox.tamago_order("discount_candidate")["order_id"]  # one active subscriber (phone + postal code)
+    none = sandbox.tamago_order("discount_candidate", discount_matches=[])["order_id"]
+    several = sandbox.tamago_order("discount_candidate", discount_matches=[
+        {"rule": "phone+name"}, {"rule": "postal_code+name"}])["order_id"]
+    inactive = sandbox.tamago_order("discount_candidate", discount_matches=[
+        {"rule": "postal_code+name", "active": False}])["order_id"]
+    new_day(sandbox)
+    robot.run_pass()
+
+    comment = released_today(sandbox, one, comment_has=("定期割引候補", "定期会員割引を適用"))
+    assert changes(sandbox, one) == [("member_discount", False, True), ("flag", "設定", "解除"),
+                                     ("flag_date", DAY0.isoformat(), DAY1.isoformat()), ("flag_comment", "", comment)]
+    state = sandbox.tamago(one)
+    assert state["discount_yen"] == state["subtotal"] // 10
+
+    released_today(sandbox, none, comment_has=("一致する顧客なし、定期会員割引なし",))
+    assert "member_discount" not in changed_fields(sandbox, none)
+
+    for order_id, found in ((several, "2 customers match the buyer"), (inactive, "the matching customer's subscription is stopped")):
+        assert_untouched(sandbox, order_id)
+        [note] = handover_notes(sandbox, order_id)
+        assert f"定期割引候補: {found}" in note and "Needed: Decide whether the buyer is one of the customers" in note
+        assert item(robot, order_id).step == "check_discount"
+
+    # The person decided (no discount for the inactive one): Kuroko releases, discount untouched.
+    robot.runner.release(item(robot, inactive), robot.runner.clock.now(), by="person (test)", remove_tag=True)
+    robot.run_pass()
+    released_today(sandbox, inactive, comment_has=("定期割引候補: 担当者が確認済み",))
+    assert "member_discount" not in changed_fields(sandbox, inactive)
+
+
+def test_remote_island_corrected_then_released_after_the_person(robot: Robot, sandbox: Sandbox) -> None:
+    normal = sandbox.tamago_order("remote_island")["order_id"]
+    sub = sandbox.tamago_order("remote_island", subscription=True, cycle=2)["order_id"]
+    new_day(sandbox)
+    robot.run_pass()
+    fee = rules().tamago_island_shipping_fee_yen
+    interval = rules().tamago_island_interval_days
+
+    assert changes(sandbox, normal) == [("shipping_fee", 550, fee)]
+    assert changes(sandbox, sub) == [("shipping_fee", 550, fee), ("interval_days", 30, interval)]
+    for order_id in (normal, sub):
+        state = sandbox.tamago(order_id)
+        assert state["flagged"] and state["status"] == "新規受付", "the flag stays until the customer was told"
+        [note] = handover_notes(sandbox, order_id)
+        assert f"離島からのご注文 (〒{state['customer']['postal_code']}" in note
+        assert f"送料 {fee:,}円 (was 550円)" in note
+        assert "Needed: Tell the customer" in note
+        assert item(robot, order_id).step == "tell_island_customer"
+    assert f"お届け間隔 {interval}日ごと (was 30日ごと)" in handover_notes(sandbox, sub)[0]
+
+    robot.run_pass()  # nothing happens while the person has it
+    assert changed_fields(sandbox, normal) == ["shipping_fee"]
+
+    result = robot.cli("release", normal, "--procedure", NAME)
+    assert result.returncode == 0, result.stderr
+    robot.runner.release(item(robot, sub), robot.runner.clock.now(), by="person (test)", remove_tag=True)
+    robot.run_pass()
+    for order_id in (normal, sub):
+        released_today(sandbox, order_id, comment_has=("離島からのご注文", "担当者がお客様へ連絡済み"))
+        fields = changed_fields(sandbox, order_id)
+        assert fields.count("shipping_fee") == 1 and fields.index("shipping_fee") < fields.index("flag")
+        assert item(robot, order_id).state == ItemState.DONE.value
+    assert changed_fields(sandbox, sub)[-3:] == ["subscription_flag", "subscription_flag_date",
+                                                 "subscription_flag_comment"]
+    assert "kuroko_hold" not in handover_tickets(sandbox, normal)[0]["tags"]
+
+
+def test_subscription_order_overdue_date_moved_first_both_flags_in_one_visit(robot: Robot, sandbox: Sandbox) -> None:
+    order_id = sandbox.tamago_order("discount_candidate", subscription=True, ship_in_days=-2)["order_id"]
+    new_day(sandbox)
+    assert sandbox.tamago(order_id)["overdue"]
+    robot.run_pass()
+
+    comment = released_today(sandbox, order_id, comment_has=(
+        f"発送予定日が過ぎていたため{date(2026, 11, 18)}から{NEXT_SHIPPING_DAY}に変更",))
+    history = [h for h in sandbox.tamago(order_id)["history"] if h["by"] == "user"]
+    assert [(h["field"], h["old"], h["new"]) for h in history] == [
+        ("member_discount", False, True),
+        ("ship_date", "2026-11-18", NEXT_SHIPPING_DAY.isoformat()),
+        ("flag", "設定", "解除"), ("flag_date", DAY0.isoformat(), DAY1.isoformat()), ("flag_comment", "", comment),
+        ("subscription_flag", "設定", "解除"), ("subscription_flag_date", DAY0.isoformat(), DAY1.isoformat()),
+        ("subscription_flag_comment", "", comment),
+    ]
+    assert len({h["at"] for h in history}) == 1, "one visit, one pass"
+    released = sandbox.audit("tamago", "order_released")
+    assert [e["released_overdue"] for e in released if e["order_id"] == order_id] == [False]
+
+    robot.run_pass()  # the same pass again changes nothing
+    assert len(changes(sandbox, order_id)) == len(history)
