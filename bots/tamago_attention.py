@@ -125,9 +125,16 @@ def next_morning(ctx: StepContext) -> datetime:
     return datetime.combine(local_today(ctx) + timedelta(days=1), time(9, 0), tzinfo=zone)
 
 
-def open_order(ctx: StepContext) -> TamagoOrderView:
-    """注文詳細 of the item's order, read now (OrderVanished when たまご no longer has it)."""
-    return ctx.use(TAMAGO).order.open(ctx.key)
+def open_order(ctx: StepContext, *, fresh: bool = False) -> TamagoOrderView:
+    """注文詳細 of the item's order: read now when ``fresh`` (or when the last page read is another
+    order's), else as the previous step of this item left it (OrderVanished when たまご no longer
+    has it). Every action re-reads the page before it changes anything."""
+    return ctx.use(TAMAGO).view(ctx.key, fresh=fresh)
+
+
+def acted(ctx: StepContext, view: TamagoOrderView | None) -> None:
+    """Keep the page an action returned for the next step (forget it in a dry run)."""
+    ctx.use(TAMAGO).remember(view)
 
 
 def hand_over(ctx: StepContext, found: str, code: str) -> NoReturn:
@@ -256,7 +263,7 @@ def escalate(ctx: IntakeContext, order: FlaggedOrder) -> None:
                     "hand, or run `kuroko release` once its page reads normally again."))
 def examine(ctx: StepContext) -> Outcome:
     """Read the order and decide its way by the reasons its 要対応コメント states."""
-    view = open_order(ctx)
+    view = open_order(ctx, fresh=True)
     if view.released:
         return Done(None, detail="no 対応状況 is 設定 any more: released in たまご by someone else",
                     path="released_elsewhere")
@@ -363,8 +370,8 @@ def check_discount(ctx: StepContext) -> Outcome:
         return Done(next_in_plan(ctx), detail=f"the matching customer {match.customer_id} has no subscription")
     sub = next(s for s in match.subscriptions if s.active)
     page = ctx.use(TAMAGO).order
-    ctx.act("tamago", "apply_member_discount", lambda: page.correct(member_discount=True), order=ctx.key,
-            customer=match.customer_id, subscription=sub.subscription_id)
+    acted(ctx, ctx.act("tamago", "apply_member_discount", lambda: page.correct(member_discount=True),
+                       order=ctx.key, customer=match.customer_id, subscription=sub.subscription_id))
     record_check(ctx, "discount", f"定期割引候補: 顧客{match.customer_id}（定期{sub.subscription_id} 継続中）と一致、"
                                   "定期会員割引を適用")
     return Done(next_in_plan(ctx), detail=f"定期会員割引 applied (matches 顧客 {match.customer_id}, "
@@ -385,9 +392,9 @@ def correct_island(ctx: StepContext) -> Outcome:
     if view.shipping_fee_yen == fee and (interval is None or view.interval_days == interval):
         return Done(next_in_plan(ctx), detail=f"already corrected: {wanted}", found=True)
     page = ctx.use(TAMAGO).order
-    ctx.act("tamago", "correct_island_order", lambda: page.correct(shipping_fee=fee, interval=interval),
-            order=ctx.key, shipping_fee=fee, interval=interval, was_fee=view.shipping_fee_yen,
-            was_interval=view.interval_days)
+    acted(ctx, ctx.act("tamago", "correct_island_order", lambda: page.correct(shipping_fee=fee, interval=interval),
+                       order=ctx.key, shipping_fee=fee, interval=interval, was_fee=view.shipping_fee_yen,
+                       was_interval=view.interval_days))
     return Done(next_in_plan(ctx), detail=f"corrected: {wanted}")
 
 
@@ -420,7 +427,7 @@ def release(ctx: StepContext) -> Outcome:
     in this one visit, 対応日 today, 対応コメント saying what Kuroko checked."""
     if was_handed_over(ctx):
         return Done("wait_for_person", detail="a person has it; Kuroko waits until たまご shows it released")
-    view = open_order(ctx)
+    view = open_order(ctx, fresh=True)
     if view.released:
         return Done(None, detail="already released in たまご", found=True)
     if view.blacklisted:
@@ -435,9 +442,10 @@ def release(ctx: StepContext) -> Outcome:
     page = ctx.use(TAMAGO).order
     if view.overdue(today):
         new_date = rules().next_shipping_day(today)
-        ctx.act("tamago", "move_ship_date", lambda: page.correct(ship_date=new_date), order=ctx.key,
-                was=view.ship_date.isoformat(), ship_date=new_date.isoformat())
-        view = page.read_current() if not ctx.dry_run else view
+        moved = ctx.act("tamago", "move_ship_date", lambda: page.correct(ship_date=new_date), order=ctx.key,
+                        was=view.ship_date.isoformat(), ship_date=new_date.isoformat())
+        acted(ctx, moved)
+        view = moved if moved is not None else view
     comment = release_comment(ctx, view)
     scopes: list[Literal["order", "subscription"]] = ["order"]
     if view.subscription_flag is not None:
@@ -448,6 +456,7 @@ def release(ctx: StepContext) -> Outcome:
             continue
         changed = ctx.act("tamago", f"release_flag_{scope}", release_scope(page, scope, today, comment),
                           order=ctx.key, day=today.isoformat())
+        acted(ctx, changed)
         view = changed if changed is not None else view
     if not ctx.dry_run and not view.released:
         raise UnknownValue(f"たまご still shows a 対応状況 設定 on order {ctx.key} after 要対応を更新する; "
@@ -477,7 +486,7 @@ def release_comment(ctx: StepContext, view: TamagoOrderView) -> str:
                     "ticket."))
 def wait_for_person(ctx: StepContext) -> Outcome:
     """A person has the order (or set its flag by hand): look once a day until たまご shows it released."""
-    view = open_order(ctx)
+    view = open_order(ctx, fresh=True)
     if view.released:
         return Done(None, detail="released in たまご by a person")
     return NotYet(next_morning(ctx), "still 要対応 in たまご: a person finishes it there")

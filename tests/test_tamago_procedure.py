@@ -5,14 +5,15 @@ from the tickets the robot opened."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from collections import Counter
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 from typing import Any
+
+import os
+import subprocess
+import sys
+from collections import Counter
 
 import pytest
 from conftest import ROOT, Sandbox
@@ -141,7 +142,8 @@ def test_discount_candidate_by_the_seeds_three_rules(robot: Robot, sandbox: Sand
     released_today(sandbox, none, comment_has=("一致する顧客なし、定期会員割引なし",))
     assert "member_discount" not in changed_fields(sandbox, none)
 
-    for order_id, found in ((several, "2 customers match the buyer"), (inactive, "the matching customer's subscription is stopped")):
+    stopped = "the matching customer's subscription is stopped"
+    for order_id, found in ((several, "2 customers match the buyer"), (inactive, stopped)):
         assert_untouched(sandbox, order_id)
         [note] = handover_notes(sandbox, order_id)
         assert f"定期割引候補: {found}" in note and "Needed: Decide whether the buyer is one of the customers" in note
@@ -213,3 +215,72 @@ def test_subscription_order_overdue_date_moved_first_both_flags_in_one_visit(rob
 
     robot.run_pass()  # the same pass again changes nothing
     assert len(changes(sandbox, order_id)) == len(history)
+
+
+# --- the reasons only a person can work -----------------------------------------------------------------
+PERSON_CASES = [
+    ("np_ng_1", {}, "ask_payment_change", "NP与信NG", "Needed: Contact the customer (tel and e-mail above): NP後払い refused"),
+    ("np_ng_2", {"subscription": True, "cycle": 2}, "ask_payment_change", "NP与信NG", "choose another payment method"),
+    ("np_ng_3", {}, "ask_payment_change", "NP与信NG", "choose another payment method"),
+    ("np_ng_4", {}, "ask_payment_change", "NP与信NG", "choose another payment method"),
+    ("np_unknown", {}, "contact_net_protections", "pattern 5", "Needed: Contact Net Protections"),
+    ("amount_mismatch", {}, "redo_np_authorisation", "入金額", "Needed: Redo the NP authorisation (与信)"),
+    ("payment_failed", {"cycle": 3}, "payment_failed", "the charge that failed is the NEXT one's",
+     "Do NOT cancel this order: it is the order BEFORE the one whose charge failed"),
+    ("blacklisted", {}, "blacklisted_customer", "ブラックリスト客: the buyer is on the shop's blacklist",
+     "Needed: Decide with the shop whether to ship to this ブラックリスト客"),
+]
+
+
+@pytest.mark.parametrize(("reason", "body", "step", "found", "needed"), PERSON_CASES,
+                         ids=[c[0] for c in PERSON_CASES])
+def test_reason_for_a_person(robot: Robot, sandbox: Sandbox, reason: str, body: dict[str, Any], step: str,
+                             found: str, needed: str) -> None:
+    order = sandbox.tamago_order(reason, **body)
+    order_id = order["order_id"]
+    new_day(sandbox)
+    robot.run_pass()
+
+    assert_untouched(sandbox, order_id)
+    assert sandbox.tamago(order_id)["status"] == order["status"], "nothing cancelled, nothing moved"
+    held = item(robot, order_id)
+    assert held.state == ItemState.HELD.value and held.step == step and held.path == "person"
+    [ticket] = handover_tickets(sandbox, order_id)
+    assert "kuroko_hold" in ticket["tags"] and ticket["status"] == "open"
+    [note] = handover_notes(sandbox, order_id)
+    assert found in note and needed in note
+    for message in order["messages"]:
+        assert f"「{message}」" in note, "the note quotes たまご's message"
+    assert "Kuroko changed nothing and never cancels" in note
+
+    # The person's `kuroko release` never makes Kuroko release this order: it only waits for たまご.
+    robot.runner.release(held, robot.runner.clock.now(), by="person (test)", remove_tag=True)
+    robot.run_pass()
+    assert_untouched(sandbox, order_id)
+    assert item(robot, order_id).step == "wait_for_person" and item(robot, order_id).state == ItemState.ACTIVE.value
+
+
+def test_hand_set_flag_never_released_and_escalated(robot: Robot, sandbox: Sandbox) -> None:
+    hand_set = sandbox.tamago_order("manual", comment="在庫確認のため出荷保留（担当：山田）")["order_id"]
+    np_ng = sandbox.tamago_order("np_ng_4")["order_id"]
+    new_day(sandbox)
+    robot.run_pass()
+    assert_untouched(sandbox, hand_set)
+    assert item(robot, hand_set).step == "wait_for_person" and item(robot, hand_set).path == "hand_set"
+    assert handover_tickets(sandbox, hand_set) == [], "a person set it: nobody needs telling yet"
+
+    days = rules().tamago_escalate_after_days
+    sandbox.advance(days=days - 2)
+    robot.run_pass()
+    assert handover_tickets(sandbox, hand_set) == [] and len(handover_notes(sandbox, np_ng)) == 1
+
+    sandbox.advance(days=1)  # flagged `days` days ago
+    robot.run_pass()
+    robot.run_pass()
+    [note] = handover_notes(sandbox, hand_set)
+    assert f"has been 要対応 since {DAY0} ({days} days; the limit is {days})" in note
+    assert "flagged by hand (no system reason)" in note and "在庫確認のため出荷保留" in note
+    np_notes = handover_notes(sandbox, np_ng)
+    assert len(np_notes) == 2 and "Escalation:" in np_notes[1] and "Needed today: Contact the customer" in np_notes[1]
+    assert_untouched(sandbox, hand_set)
+    assert_untouched(sandbox, np_ng)

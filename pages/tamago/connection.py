@@ -11,7 +11,7 @@ from pages.tamago.settings import TamagoSettings
 
 if TYPE_CHECKING:
     from pages.tamago.customer_search import TamagoCustomerSearch
-    from pages.tamago.models import FlaggedOrder
+    from pages.tamago.models import FlaggedOrder, TamagoOrderView
     from pages.tamago.order_page import TamagoOrderPage
     from pages.tamago.order_search import TamagoOrderSearch
     from pages.tamago.site import TamagoSite
@@ -28,6 +28,7 @@ class TamagoAdmin:
         self._order: TamagoOrderPage | None = None
         self._customers: TamagoCustomerSearch | None = None
         self._flagged: list[FlaggedOrder] | None = None
+        self._view: TamagoOrderView | None = None
         self.search_reads = 0
 
     @property
@@ -66,6 +67,22 @@ class TamagoAdmin:
             self._order = TamagoOrderPage(site, element_timeout_ms=self._timeout)
         return self._order
 
+    def view(self, order_id: str, *, fresh: bool = False) -> TamagoOrderView:
+        """注文詳細 of ``order_id``: the page read last when it is this order's (the next step of the
+        same item), else opened now (OrderVanished when たまご no longer has it)."""
+        cached = self._view
+        if not fresh and cached is not None and cached.order_id == order_id:
+            self.site()
+            return cached
+        self._view = None
+        view = self.order.open(order_id)
+        self._view = view
+        return view
+
+    def remember(self, view: TamagoOrderView | None) -> None:
+        """The order page as an action left it (None: forget it)."""
+        self._view = view
+
     @property
     def customers(self) -> TamagoCustomerSearch:
         """顧客検索."""
@@ -78,6 +95,7 @@ class TamagoAdmin:
 
     def new_pass(self) -> None:
         self._flagged = None
+        self._view = None
 
     def reset(self) -> None:
         """After an application error the browser context is new: so are the page objects."""
@@ -86,6 +104,7 @@ class TamagoAdmin:
         self._order = None
         self._customers = None
         self._flagged = None
+        self._view = None
 
     def metrics(self) -> dict[str, int]:
         return {"tamago_search_reads": self.search_reads}
