@@ -5,15 +5,14 @@ from the tickets the robot opened."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from datetime import date
-from pathlib import Path
-from typing import Any
-
 import os
 import subprocess
 import sys
 from collections import Counter
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import ROOT, Sandbox
@@ -219,7 +218,8 @@ def test_subscription_order_overdue_date_moved_first_both_flags_in_one_visit(rob
 
 # --- the reasons only a person can work -----------------------------------------------------------------
 PERSON_CASES = [
-    ("np_ng_1", {}, "ask_payment_change", "NP与信NG", "Needed: Contact the customer (tel and e-mail above): NP後払い refused"),
+    ("np_ng_1", {}, "ask_payment_change", "NP与信NG",
+     "Needed: Contact the customer (tel and e-mail above): NP後払い refused"),
     ("np_ng_2", {"subscription": True, "cycle": 2}, "ask_payment_change", "NP与信NG", "choose another payment method"),
     ("np_ng_3", {}, "ask_payment_change", "NP与信NG", "choose another payment method"),
     ("np_ng_4", {}, "ask_payment_change", "NP与信NG", "choose another payment method"),
@@ -253,6 +253,8 @@ def test_reason_for_a_person(robot: Robot, sandbox: Sandbox, reason: str, body: 
         assert f"「{message}」" in note, "the note quotes たまご's message"
     assert "Kuroko changed nothing and never cancels" in note
 
+    if reason != "payment_failed":
+        return
     # The person's `kuroko release` never makes Kuroko release this order: it only waits for たまご.
     robot.runner.release(held, robot.runner.clock.now(), by="person (test)", remove_tag=True)
     robot.run_pass()
@@ -284,3 +286,107 @@ def test_hand_set_flag_never_released_and_escalated(robot: Robot, sandbox: Sandb
     assert len(np_notes) == 2 and "Escalation:" in np_notes[1] and "Needed today: Contact the customer" in np_notes[1]
     assert_untouched(sandbox, hand_set)
     assert_untouched(sandbox, np_ng)
+
+
+# --- bad input: a person, with evidence; the pass goes on -------------------------------------------------
+def test_unknown_message_changed_page_and_vanished_order_go_to_a_person(
+        sandbox: Sandbox, settings_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KUROKO_MAX_ATTEMPTS", "1")
+    monkeypatch.setenv("KUROKO_ELEMENT_TIMEOUT_MS", "1500")
+    # Newest first: the changed page (whose error resets the browser) is met last.
+    renamed = sandbox.tamago_order("blacklist_candidate", blacklisted_match=False)["order_id"]
+    unknown = sandbox.tamago_order("discount_candidate", discount_matches=[])["order_id"]
+    vanished = sandbox.tamago_order("np_ng_1")["order_id"]
+    np_ng = sandbox.tamago_order("np_ng_4")["order_id"]
+    new_day(sandbox)
+    sandbox.post("/admin/tamago/labels", {"label": "要対応を更新する", "to": "要対応を登録する"})
+    new_message = "お届け先の確認が必要です（配送業者より）"
+
+    def delete_after_intake(event: str, data: dict[str, Any]) -> None:
+        if event == "pass_started":  # after 注文検索 was read, before the order is opened
+            sandbox.client.delete(f"{sandbox.admin}/admin/tamago/orders/{vanished}").raise_for_status()
+
+    with make_robot(sandbox, procedures=[procedure], listener=delete_after_intake) as robot:
+        page = robot.connections.browser.page("tamago")
+
+        def new_reason(route: Any) -> None:  # たまご shows a message no rule knows
+            response = route.fetch()
+            route.fulfill(response=response, body=response.text().replace("定期割引候補", new_message))
+
+        page.route(f"**/orders/{unknown}", new_reason)
+        report = robot.run_pass()
+        assert report.items_run == 4 and report.stopped_early is None
+
+        held = {order_id: item(robot, order_id) for order_id in (unknown, renamed, vanished, np_ng)}
+        assert all(i.state == ItemState.HELD.value for i in held.values())
+        assert held[unknown].step == "unknown_reason"
+        assert held[renamed].step == "release"
+        assert held[vanished].step == "examine"
+        assert held[np_ng].step == "ask_payment_change"
+
+    [note] = handover_notes(sandbox, unknown)
+    assert f"「{new_message}」" in note and "Needed: Look up the 要対応 message above" in note
+    [note] = handover_notes(sandbox, renamed)
+    assert "release failed 1 time: tamago: 'flag_form.submit' did not appear" in note
+    assert "Evidence (on the robot's machine):" in note and "-tamago.png" in note
+    assert "Needed: Release the order in たまご by hand" in note
+    [note] = handover_notes(sandbox, vanished)
+    assert f"たまご order {vanished} is gone: its page says 注文が見つかりません" in note
+    assert "Needed: Open the order in たまご by hand" in note
+    assert len(handover_notes(sandbox, np_ng)) == 1, "the pass went on"
+    for order_id in (unknown, renamed, np_ng):
+        assert_untouched(sandbox, order_id)
+    assert list((settings_env / "evidence" / renamed).glob("*-release-attempt1-tamago.png"))
+
+
+# --- crash safety: killed after any click, nothing twice ------------------------------------------------------
+def run_once(env: dict[str, str], crash_after: int | None = None) -> subprocess.CompletedProcess[str]:
+    run_env = {**env, **({"KUROKO_CRASH_AFTER_ACTIONS": str(crash_after)} if crash_after else {})}
+    return subprocess.run([sys.executable, "-m", "kuroko.ops.cli", "run", "--once", "--procedure", NAME], cwd=ROOT,
+                          env=run_env, capture_output=True, text=True, timeout=300)
+
+
+def crash_until_done(env: dict[str, str]) -> list[int]:
+    """`kuroko run --once` killed after its 1st, 2nd, 3rd … side effect until a run finishes."""
+    codes: list[int] = []
+    for n in range(1, 30):
+        result = run_once(env, n)
+        codes.append(result.returncode)
+        if result.returncode == 0:
+            return codes
+        assert "KUROKO_CRASH_AFTER_ACTIONS: SIGKILL after side effect" in result.stderr, result.stderr[-3000:]
+    raise AssertionError(f"no run finished: {codes}")
+
+
+def test_killed_after_any_click_changes_nothing_twice(sandbox: Sandbox, settings_env: Path) -> None:
+    discount = sandbox.tamago_order("discount_candidate", subscription=True, ship_in_days=-2)["order_id"]
+    island = sandbox.tamago_order("remote_island", subscription=True, cycle=2)["order_id"]
+    match = sandbox.tamago_order("blacklist_candidate", blacklisted_match=True)["order_id"]
+    clean = sandbox.tamago_order("blacklist_candidate", blacklisted_match=False, ship_in_days=-1)["order_id"]
+    new_day(sandbox)
+    env = dict(os.environ)
+
+    codes = crash_until_done(env)
+    assert len(codes) >= 3 and codes[-1] == 0, codes
+    released = run_once(env, None)
+    assert released.returncode == 0, released.stderr[-3000:]
+    result = subprocess.run([sys.executable, "-m", "kuroko.ops.cli", "release", island, "--procedure", NAME],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    codes += crash_until_done(env)
+    assert run_once(env, None).returncode == 0
+
+    for order_id in (discount, island, match, clean):
+        twice = {f: n for f, n in Counter(changed_fields(sandbox, order_id)).items() if n > 1}
+        assert twice == {}, f"order {order_id}: changed more than once: {twice}"
+        notes = handover_notes(sandbox, order_id)
+        markers = [line for note in notes for line in note.splitlines() if line.startswith("[kuroko:")]
+        assert len(markers) == len(set(markers)), f"order {order_id}: a note written twice: {markers}"
+    for order_id in (discount, island, clean):
+        state = sandbox.tamago(order_id)
+        assert flag_released(state) and state["status"] == "発送準備中"
+    assert changed_fields(sandbox, discount)[:2] == ["member_discount", "ship_date"]
+    assert changed_fields(sandbox, clean)[0] == "ship_date"
+    assert changed_fields(sandbox, island)[:2] == ["shipping_fee", "interval_days"]
+    assert_untouched(sandbox, match)
+    assert [e["released_overdue"] for e in sandbox.audit("tamago", "order_released")] == [False, False, False]
