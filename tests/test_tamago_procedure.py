@@ -18,7 +18,8 @@ import pytest
 from conftest import ROOT, Sandbox
 from robot import Robot, make_robot
 
-from bots.tamago_attention import procedure, rules
+from bots.tamago_attention import TamagoAttentionRules, discount_rule_matches, procedure, rules
+from kuroko.errors import ConfigurationError
 from kuroko.ledger import ItemState
 
 NAME = "tamago_attention"
@@ -386,3 +387,39 @@ def test_killed_after_any_click_changes_nothing_twice(sandbox: Sandbox, settings
     assert_untouched(sandbox, match)
     assert [e["released_overdue"] for e in sandbox.audit("tamago", "order_released")] == [False, False]
     assert run_once(env, None).returncode == 0 and len(changes(sandbox, discount)) == 8, "a last pass: nothing"
+
+
+# --- the rules without a browser ---------------------------------------------------------------------------
+def test_next_shipping_day_skips_weekends_and_listed_holidays() -> None:
+    calendar = TamagoAttentionRules(tamago_shipping_weekdays=[0, 1, 2, 3, 4],
+                                    tamago_shipping_holidays=[date(2026, 11, 23), date(2026, 12, 31)])
+    assert calendar.next_shipping_day(date(2026, 11, 20)) == date(2026, 11, 24)  # Fri → (Sat, Sun, holiday) → Tue
+    assert calendar.next_shipping_day(date(2026, 11, 24)) == date(2026, 11, 25)
+    assert calendar.next_shipping_day(date(2026, 12, 30)) == date(2027, 1, 1)
+    saturdays = TamagoAttentionRules(tamago_shipping_weekdays=[5], tamago_shipping_holidays=[])
+    assert saturdays.next_shipping_day(date(2026, 11, 21)) == date(2026, 11, 28)
+    with pytest.raises(ConfigurationError, match="no shipping day"):
+        TamagoAttentionRules(tamago_shipping_weekdays=[], tamago_shipping_holidays=[]).next_shipping_day(DAY0)
+    default = TamagoAttentionRules()
+    assert [d for d in default.tamago_shipping_holidays if d.month == 1 and d.day <= 3] == [
+        date(2027, 1, 1), date(2027, 1, 2), date(2027, 1, 3)]
+
+
+def test_discount_rules_are_any_two_of_phone_postal_code_and_name() -> None:
+    from pages.tamago.models import CustomerMatch
+
+    buyer = {"phone": "090-1234-5678", "postal_code": "160-0023", "name": "山田 太郎"}
+
+    def match(**fields: str) -> CustomerMatch:
+        values = {**{"phone": "080-0000-0000", "postal_code": "999-9999", "name": "別人 花子"}, **fields}
+        return CustomerMatch(customer_id="1", address="", blacklisted=False, subscriptions=[], **values)
+
+    class View:
+        phone, postal_code, customer_name = buyer["phone"], buyer["postal_code"], buyer["name"]
+
+    view: Any = View()
+    assert discount_rule_matches(view, match(phone="09012345678", postal_code="1600023"))
+    assert discount_rule_matches(view, match(phone="090-1234-5678", name="山田太郎"))
+    assert discount_rule_matches(view, match(postal_code="160-0023", name="山田　太郎"))
+    assert not discount_rule_matches(view, match(phone="090-1234-5678"))
+    assert not discount_rule_matches(view, match(name="山田 太郎"))
