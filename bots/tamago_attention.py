@@ -20,6 +20,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from datetime import date, datetime, time, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Literal, NoReturn
 from zoneinfo import ZoneInfo
 
@@ -31,6 +32,7 @@ from kuroko.ledger import ItemState
 from kuroko.procedure import Done, IntakeContext, NotYet, Outcome, Procedure, StepContext
 from kuroko.settings import KurokoSettings, load
 from pages.tamago.connection import TAMAGO
+from pages.tamago.errors import OrderVanished
 from pages.tamago.reasons import NP_NG, Reason, mismatch_amounts
 from services.helpdesk import HELPDESK
 
@@ -138,11 +140,21 @@ def acted(ctx: StepContext, view: TamagoOrderView | None) -> None:
 
 
 def hand_over(ctx: StepContext, found: str, code: str) -> NoReturn:
-    """Hand the item to a person; the step remembers it did, so after the person's `kuroko release`
-    it goes on instead of asking again."""
+    """Hand the item to a person, with a screenshot of the page Kuroko saw; the step remembers it
+    did, so after the person's `kuroko release` it goes on instead of asking again."""
     ctx.facts["handed_over"] = ctx.item.step
     ctx.facts["needed"] = procedure.steps[ctx.item.step].needs_person
-    raise NeedsPerson(found, code=code)
+    raise NeedsPerson(found + evidence(ctx, ctx.item.step), code=code)
+
+
+def evidence(ctx: StepContext, what: str) -> str:
+    """A screenshot of the page in hand, kept where the runner keeps its evidence; its name for the note."""
+    from kuroko.browser import safe_name
+
+    stamp = ctx.now.astimezone(ZoneInfo(ctx.settings.timezone)).strftime("%Y%m%dT%H%M%S")
+    shots = ctx.connections.capture(ctx.settings.data_dir / "evidence" / safe_name(ctx.key), f"{stamp}-{what}",
+                                    keep_trace=False)
+    return f" Screenshot (on the robot's machine): {', '.join(Path(p).name for p in shots)}." if shots else ""
 
 
 def was_handed_over(ctx: StepContext) -> bool:
@@ -263,7 +275,10 @@ def escalate(ctx: IntakeContext, order: FlaggedOrder) -> None:
                     "hand, or run `kuroko release` once its page reads normally again."))
 def examine(ctx: StepContext) -> Outcome:
     """Read the order and decide its way by the reasons its 要対応コメント states."""
-    view = open_order(ctx, fresh=True)
+    try:
+        view = open_order(ctx, fresh=True)
+    except OrderVanished as exc:
+        raise OrderVanished(ctx.key, exc.message + "." + evidence(ctx, "vanished")) from exc
     if view.released:
         return Done(None, detail="no 対応状況 is 設定 any more: released in たまご by someone else",
                     path="released_elsewhere")

@@ -327,6 +327,7 @@ def test_unknown_message_changed_page_and_vanished_order_go_to_a_person(
 
     [note] = handover_notes(sandbox, unknown)
     assert f"「{new_message}」" in note and "Needed: Look up the 要対応 message above" in note
+    assert "Screenshot (on the robot's machine): 20261121T090000-unknown_reason-tamago.png" in note
     [note] = handover_notes(sandbox, renamed)
     assert "release failed 1 time: tamago: 'flag_form.submit' did not appear" in note
     assert "Evidence (on the robot's machine):" in note and "-tamago.png" in note
@@ -334,6 +335,8 @@ def test_unknown_message_changed_page_and_vanished_order_go_to_a_person(
     [note] = handover_notes(sandbox, vanished)
     assert f"たまご order {vanished} is gone: its page says 注文が見つかりません" in note
     assert "Needed: Open the order in たまご by hand" in note
+    assert "Screenshot (on the robot's machine): 20261121T090000-vanished-tamago.png" in note
+    assert (settings_env / "evidence" / vanished / "20261121T090000-vanished-tamago.png").exists()
     assert len(handover_notes(sandbox, np_ng)) == 1, "the pass went on"
     for order_id in (unknown, renamed, np_ng):
         assert_untouched(sandbox, order_id)
