@@ -1,0 +1,113 @@
+"""たまごリピート as one connection of a run: the admin signed in once, its 要対応 search read at most
+once per pass, the order page and 顧客検索 page objects."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from kuroko.connections import Connection, Connections
+from kuroko.settings import load
+from pages.tamago.settings import TamagoSettings
+
+if TYPE_CHECKING:
+    from pages.tamago.customer_search import TamagoCustomerSearch
+    from pages.tamago.models import FlaggedOrder, TamagoOrderView
+    from pages.tamago.order_page import TamagoOrderPage
+    from pages.tamago.order_search import TamagoOrderSearch
+    from pages.tamago.site import TamagoSite
+
+SITE = "tamago"
+
+
+class TamagoAdmin:
+    def __init__(self, connections: Connections) -> None:
+        self._connections = connections
+        self.settings = load(TamagoSettings)
+        self._site: TamagoSite | None = None
+        self._search: TamagoOrderSearch | None = None
+        self._order: TamagoOrderPage | None = None
+        self._customers: TamagoCustomerSearch | None = None
+        self._flagged: list[FlaggedOrder] | None = None
+        self._view: TamagoOrderView | None = None
+        self.search_reads = 0
+
+    @property
+    def _timeout(self) -> int:
+        return self._connections.settings.element_timeout_ms
+
+    def site(self) -> TamagoSite:
+        from pages.tamago.site import TamagoSite
+
+        browser = self._connections.browser
+        browser.last_site = SITE
+        if self._site is None:
+            self._site = TamagoSite.from_settings(browser.page(SITE), self.settings,
+                                                  on_login=lambda: browser.save_login(SITE))
+        return self._site
+
+    def flagged(self) -> list[FlaggedOrder]:
+        """注文検索 「要対応のみ」, every page, read at most once per pass."""
+        if self._flagged is None:
+            from pages.tamago.order_search import TamagoOrderSearch
+
+            site = self.site()
+            if self._search is None:
+                self._search = TamagoOrderSearch(site, element_timeout_ms=self._timeout)
+            self._flagged = self._search.flagged()
+            self.search_reads += 1
+        return self._flagged
+
+    @property
+    def order(self) -> TamagoOrderPage:
+        """注文詳細 (open, release, update_flag, correct)."""
+        site = self.site()
+        if self._order is None:
+            from pages.tamago.order_page import TamagoOrderPage
+
+            self._order = TamagoOrderPage(site, element_timeout_ms=self._timeout)
+        return self._order
+
+    def view(self, order_id: str, *, fresh: bool = False) -> TamagoOrderView:
+        """注文詳細 of ``order_id``: the page read last when it is this order's (the next step of the
+        same item), else opened now (OrderVanished when たまご no longer has it)."""
+        cached = self._view
+        if not fresh and cached is not None and cached.order_id == order_id:
+            self.site()
+            return cached
+        self._view = None
+        view = self.order.open(order_id)
+        self._view = view
+        return view
+
+    def remember(self, view: TamagoOrderView | None) -> None:
+        """The order page as an action left it (None: forget it)."""
+        self._view = view
+
+    @property
+    def customers(self) -> TamagoCustomerSearch:
+        """顧客検索."""
+        site = self.site()
+        if self._customers is None:
+            from pages.tamago.customer_search import TamagoCustomerSearch
+
+            self._customers = TamagoCustomerSearch(site, element_timeout_ms=self._timeout)
+        return self._customers
+
+    def new_pass(self) -> None:
+        self._flagged = None
+        self._view = None
+
+    def reset(self) -> None:
+        """After an application error the browser context is new: so are the page objects."""
+        self._site = None
+        self._search = None
+        self._order = None
+        self._customers = None
+        self._flagged = None
+        self._view = None
+
+    def metrics(self) -> dict[str, int]:
+        return {"tamago_search_reads": self.search_reads}
+
+
+TAMAGO = Connection("tamago", TamagoAdmin, sites=(SITE,))
