@@ -50,6 +50,12 @@ def robot_counts(ledger: Ledger) -> dict[str, int]:
         "発送メール sent": actions["send_shipping_mail"],
         "BOSS deletions": actions["order_deletion"],
         "BOSS cancellations": 0,
+        "Bカート mails sent": actions["send_mail"],
+        "Bカート shipping results": actions["update_logistics"],
+        "たまご orders released": len({e.item_id for e in ledger.audit_trail()
+                                     if e.actor == "robot" and e.action.startswith("release_flag_")}),
+        "たまご orders corrected": sum(actions[a] for a in ("apply_member_discount", "correct_island_order",
+                                                         "move_ship_date")),
     }
 
 
@@ -64,6 +70,11 @@ def sandbox_counts(admin: SandboxAdmin) -> dict[str, int]:
         "発送メール sent": mails.get("発送メール JM", 0) + mails.get("発送メール JS", 0),
         "BOSS deletions": summary["boss_deletions"],
         "BOSS cancellations": summary["boss_cancellations"],
+        "Bカート mails sent": len(admin.get("/admin/bcart/mails")),
+        "Bカート shipping results": len({c["id"] for c in admin.get("/admin/bcart/history")
+                                        if (c["target"], c["field"], c["via"]) == ("logistics", "status", "api")}),
+        "たまご orders released": summary["tamago_released"],
+        "たまご orders corrected": summary["tamago_corrected"],
     }
 
 
@@ -83,6 +94,86 @@ def play_office_staff(ledger: Ledger, admin: SandboxAdmin, console: Console) -> 
                       f"--tracking {tracking})[/]")
 
 
+BCART_ORDERS: list[tuple[str, str, list[dict[str, Any]]]] = [
+    ("paid by invoice", "後払い（Paid）", [{"items": [{"product_no": "BC-SIM30-20G", "quantity": 2}]}]),
+    ("bank transfer", "銀行振込", [{"items": [{"product_no": "BC-SIM90-50G", "quantity": 1}]}]),
+    ("out of stock", "後払い（Paid）", [{"items": [{"product_no": "BC-VOICE30", "quantity": 1}]}]),
+    ("two destinations", "請求書払い", [
+        {"items": [{"product_no": "BC-SIM30-20G", "quantity": 1}]},
+        {"comp_name": "株式会社トラベルモバイル 大阪支店", "name": "佐藤 花子", "zip": "530-0001", "pref": "大阪府",
+         "address1": "大阪市北区", "address2": "梅田3-1-1", "items": [{"product_no": "BC-SIM90-50G", "quantity": 1}]},
+    ]),
+]
+"""The B-cart day: one wholesale order of each kind the Bカート procedure meets (as the sandbox's
+``bcart`` scenario places them)."""
+BCART_PEOPLE_ACT_AT = 3
+"""The TIMELINE moment (next morning) at which the shop's people act on B-cart: the bank transfer
+has arrived (決済確認日), and the out-of-stock order is cancelled (FBA gets no stock of it today)."""
+
+
+TAMAGO_ORDERS: list[tuple[str, dict[str, Any]]] = [
+    ("blacklist candidate, no blacklisted match", {"reason": "blacklist_candidate", "blacklisted_match": False}),
+    ("blacklist candidate, a blacklisted match", {"reason": "blacklist_candidate", "blacklisted_match": True}),
+    ("subscription discount candidate", {"reason": "discount_candidate"}),
+    ("subscription discount candidate, overdue", {"reason": "discount_candidate", "subscription": True,
+                                                  "ship_in_days": -2}),
+    ("remote island", {"reason": "remote_island"}),
+    ("NP credit NG (pattern 1)", {"reason": "np_ng_1"}),
+    ("たまご payment failed", {"reason": "payment_failed", "cycle": 3}),
+    ("flagged by hand", {"reason": "manual", "comment": "在庫確認のため出荷保留"}),
+]
+"""たまごリピート's 要対応 queue on the demo day: one order per kind of case the procedure meets."""
+
+
+def place_tamago_orders(admin: SandboxAdmin, console: Console) -> dict[str, str]:
+    placed = {kind: str(admin.tamago_order(**body)["order_id"]) for kind, body in TAMAGO_ORDERS}
+    console.print("たまご: " + ", ".join(f"{kind} ({oid})" for kind, oid in placed.items()))
+    return placed
+
+
+def print_tamago_day(console: Console, admin: SandboxAdmin, ledger: Ledger, placed: dict[str, str]) -> None:
+    table = Table(title="The たまご day (what たまご shows)")
+    for col in ("order", "case", "たまご status", "要対応", "Kuroko"):
+        table.add_column(col, overflow="fold")
+    for kind, oid in placed.items():
+        order = admin.tamago(oid)
+        item = ledger.find_item(oid, "tamago_attention")
+        said = "-" if item is None else ("released" if item.state == "done" else
+                                         f"waiting for a person: {item.hold_reason}" if item.state == "held" else
+                                         f"at {item.step}")
+        table.add_row(oid, kind, order["status"], "yes" if order["flagged"] else "no", said)
+    console.print(table)
+
+
+def place_bcart_orders(admin: SandboxAdmin, console: Console) -> dict[str, int]:
+    placed = {}
+    for kind, payment, destinations in BCART_ORDERS:
+        placed[kind] = admin.bcart_order(payment, destinations=destinations)["id"]
+    console.print("B-cart: " + ", ".join(f"{kind} (受注ID {oid})" for kind, oid in placed.items()))
+    return placed
+
+
+def play_bcart_people(admin: SandboxAdmin, placed: dict[str, int], console: Console) -> None:
+    admin.bcart_payment_seen(placed["bank transfer"])
+    admin.post(f"/admin/bcart/orders/{placed['out of stock']}/status", {"status": "キャンセル"})
+    console.print(f"  [dim](the demo plays the shop: 決済確認日 entered for B-cart order {placed['bank transfer']}; "
+                  f"order {placed['out of stock']} cancelled while out of stock)[/]")
+
+
+def print_bcart_day(console: Console, admin: SandboxAdmin, placed: dict[str, int]) -> None:
+    table = Table(title="The B-cart day (what B-cart and Amazon show)")
+    for col in ("order", "対応状況", "mails sent", "MCF orders", "送り状番号 / 発送日"):
+        table.add_column(col)
+    mcf = {o["seller_fulfillment_order_id"] for o in admin.state()["amazon"]["fulfillment_orders"]}
+    for kind, oid in placed.items():
+        order = admin.bcart_state(oid)
+        shipped = "; ".join(f"{lg['delivery_code'] or '-'} / {lg['shipment_date'] or '-'}" for lg in order["logistics"])
+        table.add_row(f"{oid} {kind}", order["status_label"], ", ".join(m["template"] for m in order["mails"]) or "-",
+                      ", ".join(f"BC-{lg['id']}" for lg in order["logistics"] if f"BC-{lg['id']}" in mcf) or "-",
+                      shipped)
+    console.print(table)
+
+
 def run_demo(console: Console, *, orders: int = 50, seed: int = 20261120, data_dir: Path = Path("data/demo"),
              headed: bool = False) -> DemoResult:
     from kuroko.clock import clock_from_url
@@ -95,7 +186,8 @@ def run_demo(console: Console, *, orders: int = 50, seed: int = 20261120, data_d
 
     if data_dir.exists():
         shutil.rmtree(data_dir)
-    console.print(f"[bold]Kuroko demo[/]: a seeded day of {orders} Rakuten orders (seed {seed}) in the sandbox.")
+    console.print(f"[bold]Kuroko demo[/]: a seeded day of {orders} Rakuten orders (seed {seed}), four B-cart "
+                  f"orders and {len(TAMAGO_ORDERS)} flagged たまご orders in the sandbox.")
     with SandboxProcess(scenario="day", seed=seed, orders=orders) as admin:
         saved = {k: os.environ.get(k) for k in admin.robot_env()}
         os.environ.update(admin.robot_env())
@@ -107,14 +199,18 @@ def run_demo(console: Console, *, orders: int = 50, seed: int = 20261120, data_d
             console.print(f"Sandbox up: BOSS {admin.urls['boss']}/orders · RMS {admin.urls['rms']} · "
                           f"Zendesk {admin.urls['zendesk']} · SP-API {admin.urls['spapi']}")
             connections = Connections(settings, headless=not headed)
+            placed = place_bcart_orders(admin, console)
+            flagged = place_tamago_orders(admin, console)
             try:
                 with PassProgress(console) as progress:
                     runner = Runner(settings, ledger, connections, clock_from_url(settings.clock_url),
                                     listener=progress.listener)
-                    for label, delta in TIMELINE:
+                    for moment, (label, delta) in enumerate(TIMELINE):
                         if delta:
                             admin.advance(**delta)
                         play_office_staff(ledger, admin, console)
+                        if moment == BCART_PEOPLE_ACT_AT:
+                            play_bcart_people(admin, placed, console)
                         report = runner.run_pass()
                         progress.finish()
                         outcomes = ", ".join(f"{k} {v}" for k, v in sorted(report.outcomes.items())) or "nothing due"
@@ -124,6 +220,8 @@ def run_demo(console: Console, *, orders: int = 50, seed: int = 20261120, data_d
             result = DemoResult(robot_counts(ledger), sandbox_counts(admin),
                                 write_report(settings, ledger, data_dir / "report.html", title="Kuroko demo"),
                                 settings.ledger_database_url())
+            print_bcart_day(console, admin, placed)
+            print_tamago_day(console, admin, ledger, flagged)
             print_summary(console, ledger, result)
             ledger.close()
             return result
@@ -138,10 +236,11 @@ def run_demo(console: Console, *, orders: int = 50, seed: int = 20261120, data_d
 def print_summary(console: Console, ledger: Ledger, result: DemoResult) -> None:
     orders = ledger.items()
     outcome = Table(title="Work items")
-    for col in ("outcome", "path", "orders"):
+    for col in ("procedure", "outcome", "path", "items"):
         outcome.add_column(col)
-    for (state, path), n in sorted(Counter((o.state, o.path or "-") for o in orders).items()):
-        outcome.add_row({"done": "complete", "held": "held for a person", "active": "waiting"}[state], path, str(n))
+    for (procedure, state, path), n in sorted(Counter((o.procedure, o.state, o.path or "-") for o in orders).items()):
+        outcome.add_row(procedure, {"done": "complete", "held": "held for a person", "active": "waiting"}[state], path,
+                        str(n))
     console.print(outcome)
     reasons = Counter(o.hold_code for o in orders if o.state == "held")
     if reasons:
