@@ -363,15 +363,17 @@ class Ledger:
                             .where(WorkItem.lease_owner.is_not(None), WorkItem.lease_until >= wall_now()))
         return [h for h in holders if h and not worker_alive(h)]
 
-    def _free(self, owner: str, dead: list[str], heartbeat_timeout: float) -> Any:
-        """The lease condition: nobody holds it, or the holder is this robot, or its lease ran out
-        and its heartbeat stopped (a robot anywhere), or it is a dead process on this machine."""
+    def _free(self, owner: str | None, dead: list[str], heartbeat_timeout: float) -> Any:
+        """The lease condition: nobody holds it, or the holder is ``owner`` (this robot, when it
+        may take an item again), or its lease ran out and its heartbeat stopped (a robot
+        anywhere), or it is a dead process on this machine."""
         now = wall_now()
         beating = (select(Worker.id).where(Worker.id == WorkItem.lease_owner, Worker.stopped_at.is_(None),
                                            Worker.heartbeat_at >= now - timedelta(seconds=heartbeat_timeout))
                    .exists())
-        condition = or_(WorkItem.lease_owner.is_(None), WorkItem.lease_owner == owner,
-                        and_(WorkItem.lease_until < now, ~beating))
+        condition = or_(WorkItem.lease_owner.is_(None), and_(WorkItem.lease_until < now, ~beating))
+        if owner is not None:
+            condition = or_(condition, WorkItem.lease_owner == owner)
         return or_(condition, WorkItem.lease_owner.in_(dead)) if dead else condition
 
     def claim(self, item_id: int, owner: str, seconds: float = 600, heartbeat_timeout: float = 90) -> bool:
@@ -401,7 +403,7 @@ class Ledger:
                 select(WorkItem.id)
                 .where(WorkItem.state == ItemState.ACTIVE.value, WorkItem.next_due_at <= now,
                        WorkItem.procedure.in_(procedures),
-                       self._free(owner, self._dead_holders(s), heartbeat_timeout))
+                       self._free(None, self._dead_holders(s), heartbeat_timeout))
                 .order_by(WorkItem.next_due_at, WorkItem.id)
                 .limit(1)
             )

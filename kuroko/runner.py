@@ -238,17 +238,34 @@ class Runner:
             if not mine:
                 logger.info("{}: another robot is taking in new work right now; this one skips it this pass",
                             procedure.name)
-                return []
-            try:
-                procedure.take_in(ctx)
-            except ConfigurationError:
-                raise
-            except Exception as exc:  # the helpdesk down or throttled: the items already known still go on
-                message = exc.message if isinstance(exc, KurokoError) else f"{type(exc).__name__}: {exc}"
-                failed.append(f"{procedure.name}: {message}")
+            else:
+                self._take_in(procedure, ctx, failed)
+        if not mine:
+            self._wait_for_other_intake(procedure.name)
+            return []
         report.intake += ctx.taken_in
         report.actions += [f"intake: {a}" for a in ctx.effects.actions]
         return failed + ctx.failed
+
+    def _take_in(self, procedure: Procedure, ctx: IntakeContext, failed: list[str]) -> None:
+        assert procedure.take_in is not None
+        try:
+            procedure.take_in(ctx)
+        except ConfigurationError:
+            raise
+        except Exception as exc:  # the helpdesk down or throttled: the items already known still go on
+            message = exc.message if isinstance(exc, KurokoError) else f"{type(exc).__name__}: {exc}"
+            failed.append(f"{procedure.name}: {message}")
+
+    def _wait_for_other_intake(self, name: str, timeout: float = 120.0) -> None:
+        """Wait (bounded) until the robot taking in ``name``'s new work is done, so that what it
+        took in can be claimed by this robot too."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not self.stop_requested:
+            with self.ledger.intake_lock(name) as free:
+                if free:
+                    return
+            time.sleep(0.2)
 
     def replay(self, item_id: int, *, from_step: str | None = None) -> tuple[str, list[str]]:
         """Run one item now from ``from_step`` (default: the first step), whatever its state."""
