@@ -5,6 +5,7 @@ connection) taking in the same new tickets at the same moment: one item each, on
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import threading
@@ -211,7 +212,7 @@ def runner_on(ledger_url: str, tmp_path: Path, procedure: Procedure, clock: Fake
                         heartbeat_seconds=0.1)
     connections = Connections(settings, given={"toy_desk": FakeDesk()})
     return Runner(settings, Ledger(ledger_url), connections, clock, procedures=[procedure],
-                  worker_id=f"{socket.gethostname()}:{1000 + n}:robot{n}")
+                  worker_id=f"{socket.gethostname()}:{os.getpid()}:robot{n}")
 
 
 def test_two_robots_taking_in_the_same_tickets_at_once_make_one_item_and_one_merge_each(
