@@ -1,9 +1,10 @@
 """The loop over work items, and the only place that retries. It knows no procedure: it runs the
 ones it is given (every registered one by default) the same way.
 
-A pass: release held items whose hold tag a person removed → each procedure takes in its new work
-→ the per-pass reads → for every due item (claimed with a lease) run its next step, record the
-outcome, and go on while steps finish:
+A pass: for each procedure (one robot at a time: ``Ledger.intake_lock``) release held items whose
+hold tag a person removed and take in its new work → the per-pass reads → claim the next due item
+(``Ledger.claim_next``: one statement, a lease renewed between steps), run its next step, record
+the outcome, go on while steps finish, give it back, claim the next, until none is free:
 
 - ``Done``            → the next step (one the step declared), or the item is complete;
 - ``NotYet(until)``   → the item sleeps until then;
@@ -176,8 +177,6 @@ class Runner:
         counters_before = self.connections.metrics()
         self.consecutive_errors = 0
         names = list(self.procedures)
-        for procedure in self.procedures.values():
-            self.release_untagged(procedure, now)
         failures: list[str] = []
         for procedure in self.procedures.values():
             failures += self._intake(procedure, now, report)
@@ -227,10 +226,10 @@ class Runner:
         return report
 
     def _intake(self, procedure: Procedure, now: datetime, report: PassReport) -> list[str]:
-        """The procedure's intake, its side effects through the same door as the steps'. Returns
-        what failed (the rest of the pass goes on)."""
-        if procedure.take_in is None:
-            return []
+        """Held items a person released in the helpdesk, then the procedure's intake, its side
+        effects through the same door as the steps'. One robot at a time does this per procedure
+        (``Ledger.intake_lock``); another skips it this pass. Returns what failed (the rest of
+        the pass goes on)."""
         ctx = IntakeContext(procedure=procedure, now=now, settings=self.settings, connections=self.connections,
                             ledger=self.ledger, effects=self.effects(now))
         failed: list[str] = []
@@ -239,7 +238,9 @@ class Runner:
                 logger.info("{}: another robot is taking in new work right now; this one skips it this pass",
                             procedure.name)
             else:
-                self._take_in(procedure, ctx, failed)
+                self.release_untagged(procedure, now)
+                if procedure.take_in is not None:
+                    self._take_in(procedure, ctx, failed)
         if not mine:
             self._wait_for_other_intake(procedure.name)
             return []
