@@ -19,7 +19,7 @@ from fakes import FakeClock, FakeDesk
 from sqlalchemy import inspect, update
 
 from kuroko.connections import Connection, Connections
-from kuroko.ledger import Ledger, WorkItem, Worker, wall_now
+from kuroko.ledger import Ledger, Worker, WorkItem, wall_now
 from kuroko.procedure import Done, IntakeContext, Outcome, Procedure, StepContext
 from kuroko.runner import Runner
 from kuroko.settings import Settings
@@ -138,9 +138,8 @@ def test_a_lease_is_renewed_only_by_its_holder(ledger: Ledger) -> None:
 
 def test_one_robot_at_a_time_runs_a_procedures_intake(ledger_url: str) -> None:
     a, b = Ledger(ledger_url), Ledger(ledger_url)
-    with a.intake_lock("toy") as first:
-        with b.intake_lock("toy") as second, b.intake_lock("other") as other:
-            assert first and not second and other
+    with a.intake_lock("toy") as first, b.intake_lock("toy") as second, b.intake_lock("other") as other:
+        assert first and not second and other
     with b.intake_lock("toy") as after:
         assert after, "free again once the first robot is done"
     a.close()

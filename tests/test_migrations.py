@@ -63,7 +63,8 @@ def assert_every_row_kept(url: str) -> None:
     before, after = old_rows(), rows_now(url)
     assert len(before["orders"]) >= 10 and before["steps"] and before["audit"] and before["tickets"]
     for table in OLD_TABLES:
-        assert len(after[table]) == len(before[table]), f"{table}: {len(before[table])} rows before, {len(after[table])} after"
+        assert len(after[table]) == len(before[table]), (
+            f"{table}: {len(before[table])} rows before, {len(after[table])} after")
         for old, new in zip(before[table], after[table], strict=True):
             for column, value in old.items():
                 assert same(value, new[RENAMED.get(column, column)]), (table, column, value, new)
