@@ -206,15 +206,16 @@ def status(procedure: ProceduresOpt = None) -> None:
             held_by = i.lease_owner if i.lease_owner and i.lease_until and i.lease_until > now else "-"
             t.add_row(i.procedure, i.key, i.step, local(settings, i.next_due_at), i.path or "-", held_by)
         console.print(t)
-    robots = [w for w in ledger.workers() if w.stopped_at is None]
+    holding: dict[str, list[str]] = {}
+    for i in items:
+        if i.lease_owner and i.lease_until and i.lease_until > now:
+            holding.setdefault(i.lease_owner, []).append(i.key)
+    robots = [w for w in ledger.workers() if w.id in holding or (
+        w.stopped_at is None and (now - w.heartbeat_at).total_seconds() < 3600)]
     if robots:
         t = Table(title="Robots at work")
         for col in ("robot", "heartbeat", "working on"):
             t.add_column(col)
-        holding: dict[str, list[str]] = {}
-        for i in items:
-            if i.lease_owner and i.lease_until and i.lease_until > now:
-                holding.setdefault(i.lease_owner, []).append(i.key)
         for w in robots:
             age = (now - w.heartbeat_at).total_seconds()
             beat = f"{age:.0f} s ago" + (" (stopped beating)" if age > settings.heartbeat_timeout_seconds else "")
