@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-APT_PACKAGES := chromium fonts-noto-cjk xvfb xauth
+APT_PACKAGES := chromium fonts-noto-cjk xvfb xauth postgresql
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: system-packages install demo test bench chaos lint sandbox clean
@@ -20,7 +20,8 @@ $(STAMP): pyproject.toml | $(VENV)/bin/python
 	touch $(STAMP)
 
 # Debian's Chromium (Playwright cannot download its own here), CJK fonts for readable
-# Japanese screenshots, Xvfb for headed runs. apt-get runs only when something is missing.
+# Japanese screenshots, Xvfb for headed runs, PostgreSQL (the tests start a throwaway cluster with
+# its initdb/pg_ctl from /usr/lib/postgresql/*/bin). apt-get runs only when something is missing.
 system-packages:
 	@missing=""; for p in $(APT_PACKAGES); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \

@@ -8,15 +8,21 @@
 - ``audit``: append-only; every action taken (or, in a dry run, that would have been taken) on
   every system.
 
-Items are claimed with a lease (owner + expiry, wall-clock time) through a conditional UPDATE,
-so two robots on one ledger never work the same item at once.
+- ``workers``: every robot that has worked the ledger, with its heartbeat.
+
+Several robots share one ledger (PostgreSQL for real, SQLite on one machine): each claims its next
+due item in one statement (``claim_next``, ``FOR UPDATE SKIP LOCKED`` on PostgreSQL) with a lease
+(owner + expiry, wall-clock time) it renews between steps, so two robots never work the same item at
+once; a dead robot's items are taken over (see ``claim_next``). The schema belongs to Alembic
+(``kuroko/migrations``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -32,22 +38,26 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    and_,
     create_engine,
     event,
     func,
     or_,
     select,
+    text,
     update,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 
 class UTCDateTime(TypeDecorator[datetime]):
-    """Aware datetimes in, aware UTC datetimes out, on every backend."""
+    """Aware datetimes in, aware UTC datetimes out, on every backend: ``timestamptz`` on
+    PostgreSQL; on SQLite (which has no zones) the UTC time without its zone."""
 
-    impl = DateTime
+    impl = DateTime(timezone=True)
     cache_ok = True
 
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
@@ -55,10 +65,17 @@ class UTCDateTime(TypeDecorator[datetime]):
             return None
         if value.tzinfo is None:
             raise ValueError("naive datetime given to the ledger")
-        return value.astimezone(UTC).replace(tzinfo=None)
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        return None if value is None else value.replace(tzinfo=UTC)
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+JSONDocument = JSON().with_variant(JSONB(), "postgresql")
+"""Facts and evidence: JSONB on PostgreSQL, JSON text elsewhere."""
 
 
 class ItemState(StrEnum):
@@ -110,7 +127,7 @@ class WorkItem(Base):
     hold_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     path: Mapped[str | None] = mapped_column(String(32), nullable=True)
     """Which way the item went, in the procedure's words (e.g. in_stock / mcf / office), once known."""
-    facts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    facts: Mapped[dict[str, Any]] = mapped_column(JSONDocument, default=dict)
     lease_owner: Mapped[str | None] = mapped_column(String(128), nullable=True)
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
@@ -143,7 +160,9 @@ class StepRecord(Base):
     error_message: Mapped[str | None] = mapped_column(Text, nullable=True)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime())
     finished_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    evidence: Mapped[list[str]] = mapped_column(JSON, default=list)
+    worker_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    """The robot that ran the step (``host:pid:nonce``)."""
+    evidence: Mapped[list[str]] = mapped_column(JSONDocument, default=list)
 
 
 class AuditEvent(Base):
@@ -157,6 +176,21 @@ class AuditEvent(Base):
     system: Mapped[str] = mapped_column(String(16))
     action: Mapped[str] = mapped_column(String(64))
     detail: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class Worker(Base):
+    """One row per robot process that has worked this ledger; ``heartbeat_at`` is renewed while it
+    runs a pass. A robot on another machine is known dead when its heartbeat stops."""
+
+    __tablename__ = "workers"
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    """``host:pid:nonce``, as in ``work_items.lease_owner``."""
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    stopped_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -192,15 +226,23 @@ def worker_alive(worker_id: str) -> bool:
 class Ledger:
     """All reads and writes of the ledger go through here; each method is one transaction."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, upgrade: bool = True) -> None:
+        """Open the ledger at ``url``. An empty database gets the newest schema; an older ledger
+        is upgraded (``upgrade``, the commands that write) or refused with the command to run."""
+        from kuroko.migrations import prepare
+
         if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         self.url = url
         self.engine: Engine = create_engine(url)
         if url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)
-        Base.metadata.create_all(self.engine)
+        prepare(self.engine, upgrade_old=upgrade, where=self.engine.url.render_as_string(hide_password=True))
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.engine.dialect.name == "postgresql"
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -314,30 +356,135 @@ class Ledger:
                 setattr(item, key, value)
             item.updated_at = now
 
-    # --- leases ------------------------------------------------------------------------------
-    def claim(self, item_id: int, owner: str, seconds: float = 600) -> bool:
-        """Take the item for ``seconds`` unless another live worker holds an unexpired lease.
+    # --- leases, robots ----------------------------------------------------------------------
+    def _dead_holders(self, s: Session) -> list[str]:
+        """Holders of unexpired leases that are dead robots on this machine (process gone)."""
+        holders = s.scalars(select(WorkItem.lease_owner).distinct()
+                            .where(WorkItem.lease_owner.is_not(None), WorkItem.lease_until >= wall_now()))
+        return [h for h in holders if h and not worker_alive(h)]
 
-        A lease left by a worker on this machine whose process is gone (killed, crashed) is taken
-        over at once instead of blocking the item until it expires."""
+    def _free(self, owner: str | None, dead: list[str], heartbeat_timeout: float) -> Any:
+        """The lease condition: nobody holds it, or the holder is ``owner`` (this robot, when it
+        may take an item again), or its lease ran out and its heartbeat stopped (a robot
+        anywhere), or it is a dead process on this machine."""
         now = wall_now()
+        beating = (select(Worker.id).where(Worker.id == WorkItem.lease_owner, Worker.stopped_at.is_(None),
+                                           Worker.heartbeat_at >= now - timedelta(seconds=heartbeat_timeout))
+                   .exists())
+        condition = or_(WorkItem.lease_owner.is_(None), and_(WorkItem.lease_until < now, ~beating))
+        if owner is not None:
+            condition = or_(condition, WorkItem.lease_owner == owner)
+        return or_(condition, WorkItem.lease_owner.in_(dead)) if dead else condition
+
+    def claim(self, item_id: int, owner: str, seconds: float = 600, heartbeat_timeout: float = 90) -> bool:
+        """Take the item for ``seconds`` unless another live robot holds it (see ``claim_next``)."""
         with self.session() as s:
-            holder = s.scalar(select(WorkItem.lease_owner).where(WorkItem.id == item_id))
-            stale = holder is not None and holder != owner and not worker_alive(holder)
-            condition = or_(WorkItem.lease_owner.is_(None), WorkItem.lease_owner == owner,
-                            WorkItem.lease_until < now)
-            if stale:
-                condition = or_(condition, WorkItem.lease_owner == holder)
             result = s.execute(
-                update(WorkItem).where(WorkItem.id == item_id, condition)
-                .values(lease_owner=owner, lease_until=now + timedelta(seconds=seconds))
+                update(WorkItem).where(WorkItem.id == item_id, self._free(owner, self._dead_holders(s),
+                                                                          heartbeat_timeout))
+                .values(lease_owner=owner, lease_until=wall_now() + timedelta(seconds=seconds))
+                .execution_options(synchronize_session=False)
             )
+            return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    def claim_next(self, procedures: list[str], owner: str, now: datetime, *, lease_seconds: float = 600,
+                   heartbeat_timeout: float = 90, skip: Iterable[int] = ()) -> WorkItem | None:
+        """Take the next due item of ``procedures`` in one statement, or None when none is free.
+
+        ``UPDATE work_items SET lease_owner, lease_until WHERE id = (SELECT id … ORDER BY
+        next_due_at, id LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING id``: on PostgreSQL robots
+        never wait on each other's rows nor take the same one; on SQLite the write lock makes the
+        statement atomic and the lease condition is the guard. A lease whose holder is alive is
+        never taken; one whose holder is dead is (at once for a dead process on this machine, after
+        the lease and the heartbeat ran out for a robot elsewhere). ``skip``: ids this robot
+        already ran in this pass."""
+        with self.session() as s:
+            candidate = (
+                select(WorkItem.id)
+                .where(WorkItem.state == ItemState.ACTIVE.value, WorkItem.next_due_at <= now,
+                       WorkItem.procedure.in_(procedures),
+                       self._free(None, self._dead_holders(s), heartbeat_timeout))
+                .order_by(WorkItem.next_due_at, WorkItem.id)
+                .limit(1)
+            )
+            skipped = list(skip)
+            if skipped:
+                candidate = candidate.where(WorkItem.id.not_in(skipped))
+            if self.is_postgres:
+                candidate = candidate.with_for_update(skip_locked=True)
+            claimed = s.execute(
+                update(WorkItem).where(WorkItem.id == candidate.scalar_subquery())
+                .values(lease_owner=owner, lease_until=wall_now() + timedelta(seconds=lease_seconds))
+                .returning(WorkItem.id)
+                .execution_options(synchronize_session=False)
+            ).scalar_one_or_none()
+            return None if claimed is None else s.get(WorkItem, claimed)
+
+    def renew_lease(self, item_id: int, owner: str, seconds: float = 600) -> bool:
+        """Extend this robot's lease (between steps). False when it no longer holds it."""
+        with self.session() as s:
+            result = s.execute(update(WorkItem).where(WorkItem.id == item_id, WorkItem.lease_owner == owner)
+                               .values(lease_until=wall_now() + timedelta(seconds=seconds))
+                               .execution_options(synchronize_session=False))
             return bool(result.rowcount)  # type: ignore[attr-defined]
 
     def release_lease(self, item_id: int, owner: str) -> None:
         with self.session() as s:
             s.execute(update(WorkItem).where(WorkItem.id == item_id, WorkItem.lease_owner == owner)
-                      .values(lease_owner=None, lease_until=None))
+                      .values(lease_owner=None, lease_until=None)
+                      .execution_options(synchronize_session=False))
+
+    def heartbeat(self, worker_id: str, *, stopped: bool = False) -> None:
+        """Say this robot is alive (registering it the first time); ``stopped`` when it ends cleanly."""
+        now = wall_now()
+        parts = worker_id.split(":")
+        with self.session() as s:
+            worker = s.get(Worker, worker_id)
+            if worker is None:
+                worker = Worker(id=worker_id, host=parts[0], pid=int(parts[1]) if len(parts) > 1 and
+                                parts[1].isdigit() else 0, started_at=now, heartbeat_at=now)
+                s.add(worker)
+            worker.heartbeat_at = now
+            worker.stopped_at = now if stopped else None
+
+    def workers(self) -> list[Worker]:
+        with self.session() as s:
+            return list(s.scalars(select(Worker).order_by(Worker.started_at)))
+
+    @contextmanager
+    def intake_lock(self, procedure: str) -> Iterator[bool]:
+        """Whether this robot may run ``procedure``'s intake now: one robot at a time takes in
+        (and merges) new work for a procedure. PostgreSQL: a session advisory lock
+        (``pg_try_advisory_lock(hashtext('intake:'||procedure))``) held on its own connection for
+        the intake; a SQLite file: a non-blocking file lock beside it. A robot that does not get it
+        skips that intake this pass (the other robot is doing it)."""
+        if self.is_postgres:
+            with self.engine.connect() as connection:
+                got = bool(connection.execute(text("SELECT pg_try_advisory_lock(hashtext(:k))"),
+                                              {"k": f"intake:{procedure}"}).scalar())
+                connection.commit()
+                try:
+                    yield got
+                finally:
+                    if got:
+                        connection.execute(text("SELECT pg_advisory_unlock(hashtext(:k))"),
+                                           {"k": f"intake:{procedure}"})
+                        connection.commit()
+            return
+        database = self.engine.url.database
+        if self.engine.dialect.name != "sqlite" or not database or database == ":memory:":
+            yield True
+            return
+        with Path(f"{database}.intake-{procedure}.lock").open("w") as lock_file:
+            try:
+                fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                fcntl.flock(lock_file, fcntl.LOCK_UN)
 
     # --- tickets ---------------------------------------------------------------------------
     def known_ticket_ids(self) -> set[int]:

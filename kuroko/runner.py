@@ -1,9 +1,10 @@
 """The loop over work items, and the only place that retries. It knows no procedure: it runs the
 ones it is given (every registered one by default) the same way.
 
-A pass: release held items whose hold tag a person removed → each procedure takes in its new work
-→ the per-pass reads → for every due item (claimed with a lease) run its next step, record the
-outcome, and go on while steps finish:
+A pass: for each procedure (one robot at a time: ``Ledger.intake_lock``) release held items whose
+hold tag a person removed and take in its new work → the per-pass reads → claim the next due item
+(``Ledger.claim_next``: one statement, a lease renewed between steps), run its next step, record
+the outcome, go on while steps finish, give it back, claim the next, until none is free:
 
 - ``Done``            → the next step (one the step declared), or the item is complete;
 - ``NotYet(until)``   → the item sleeps until then;
@@ -21,8 +22,10 @@ hammering a broken site.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
+import threading
 import time
 import uuid
 from collections import Counter
@@ -71,6 +74,36 @@ class PassReport:
     stopped_early: str | None = None
     counters: dict[str, int] = field(default_factory=dict)
     """What the connections counted during the pass (page loads, requests, list reads)."""
+
+
+class Heartbeat:
+    """While a pass runs, a background thread renews the robot's row in ``workers`` every
+    ``seconds``; a clean end marks it stopped. A robot that dies stops beating."""
+
+    def __init__(self, ledger: Ledger, worker_id: str, seconds: float) -> None:
+        self.ledger = ledger
+        self.worker_id = worker_id
+        self.seconds = seconds
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="kuroko-heartbeat", daemon=True)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.seconds):
+            try:
+                self.ledger.heartbeat(self.worker_id)
+            except Exception as exc:  # a missed beat is no reason to stop the pass
+                logger.warning("heartbeat not written: {}", redact(str(exc)))
+
+    def __enter__(self) -> Heartbeat:
+        self.ledger.heartbeat(self.worker_id)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+        with contextlib.suppress(Exception):
+            self.ledger.heartbeat(self.worker_id, stopped=True)
 
 
 def default_worker_id() -> str:
@@ -123,6 +156,25 @@ class Runner:
 
     # --- a pass ----------------------------------------------------------------------------
     def run_pass(self) -> PassReport:
+        """One pass, with this robot's heartbeat renewed in the background while it runs."""
+        if self.dry_run:
+            return self._run_pass()
+        with Heartbeat(self.ledger, self.worker_id, self.settings.heartbeat_seconds):
+            return self._run_pass()
+
+    def _next_item(self, now: datetime, names: list[str], ran: list[int]) -> WorkItem | None:
+        """Claim the next due item (one statement; see ``Ledger.claim_next``). A dry run claims
+        nothing: it walks its throwaway copy in the same order."""
+        if self.dry_run:
+            return next((i for i in self.ledger.due_items(now, names) if i.id not in ran), None)
+        for _ in range(2):  # a row another robot took just now can hide the next one from this snapshot
+            item = self.ledger.claim_next(names, self.worker_id, now, lease_seconds=self.settings.lease_seconds,
+                                          heartbeat_timeout=self.settings.heartbeat_timeout_seconds, skip=ran)
+            if item is not None:
+                return item
+        return None
+
+    def _run_pass(self) -> PassReport:
         now = self.clock.now()
         report = PassReport(started_at=now)
         wall_started = wall_now()
@@ -130,8 +182,6 @@ class Runner:
         counters_before = self.connections.metrics()
         self.consecutive_errors = 0
         names = list(self.procedures)
-        for procedure in self.procedures.values():
-            self.release_untagged(procedure, now)
         failures: list[str] = []
         for procedure in self.procedures.values():
             failures += self._intake(procedure, now, report)
@@ -140,6 +190,7 @@ class Runner:
             report.intake_error = redact("; ".join(failures))
             logger.error("taking in new work failed (tried again at the next pass): {}", report.intake_error)
         due = self.ledger.due_items(now, names)
+        """Read, not claimed: the per-pass reads (the BOSS list) and the progress total."""
         for procedure in self.procedures.values():
             mine = [item for item in due if item.procedure == procedure.name]
             if mine and procedure.prepare_pass is not None:
@@ -150,7 +201,8 @@ class Runner:
                 except Exception as exc:  # each item's step meets the same failure and handles it
                     logger.warning("{}: preparing the pass failed: {}", procedure.name, redact(str(exc)))
         self.emit("pass_started", due=len(due), intake=len(report.intake))
-        for index, item in enumerate(due, 1):
+        ran: list[int] = []
+        while True:
             if self.stop_requested:
                 report.stopped_early = "stop requested"
                 break
@@ -159,8 +211,10 @@ class Runner:
                                         "instead of hammering a broken site")
                 logger.error(report.stopped_early)
                 break
-            if not self.dry_run and not self.ledger.claim(item.id, self.worker_id):
-                continue  # another worker has it
+            item = self._next_item(now, names, ran)
+            if item is None:
+                break  # nothing due is free: done, or the other robots have the rest
+            ran.append(item.id)
             try:
                 outcome, actions = self.run_item(item.id, now)
             finally:
@@ -169,8 +223,8 @@ class Runner:
             report.items_run += 1
             report.outcomes[outcome] += 1
             report.actions += [f"{item.key}: {a}" for a in actions]
-            self.emit("item_done", index=index, total=len(due), item=item.key, procedure=item.procedure,
-                      outcome=outcome)
+            self.emit("item_done", index=len(ran), total=max(len(due), len(ran)), item=item.key,
+                      procedure=item.procedure, outcome=outcome)
         after = self.connections.metrics()
         report.counters = {k: v - counters_before.get(k, 0) for k, v in after.items() if v - counters_before.get(k, 0)}
         self.emit("pass_finished", report=report)
@@ -191,13 +245,30 @@ class Runner:
             "stopped_early": report.stopped_early})
 
     def _intake(self, procedure: Procedure, now: datetime, report: PassReport) -> list[str]:
-        """The procedure's intake, its side effects through the same door as the steps'. Returns
-        what failed (the rest of the pass goes on)."""
-        if procedure.take_in is None:
-            return []
+        """Held items a person released in the helpdesk, then the procedure's intake, its side
+        effects through the same door as the steps'. One robot at a time does this per procedure
+        (``Ledger.intake_lock``); another skips it this pass. Returns what failed (the rest of
+        the pass goes on)."""
         ctx = IntakeContext(procedure=procedure, now=now, settings=self.settings, connections=self.connections,
                             ledger=self.ledger, effects=self.effects(now))
         failed: list[str] = []
+        with self.ledger.intake_lock(procedure.name) as mine:
+            if not mine:
+                logger.info("{}: another robot is taking in new work right now; this one skips it this pass",
+                            procedure.name)
+            else:
+                self.release_untagged(procedure, now)
+                if procedure.take_in is not None:
+                    self._take_in(procedure, ctx, failed)
+        if not mine:
+            self._wait_for_other_intake(procedure.name)
+            return []
+        report.intake += ctx.taken_in
+        report.actions += [f"intake: {a}" for a in ctx.effects.actions]
+        return failed + ctx.failed
+
+    def _take_in(self, procedure: Procedure, ctx: IntakeContext, failed: list[str]) -> None:
+        assert procedure.take_in is not None
         try:
             procedure.take_in(ctx)
         except ConfigurationError:
@@ -205,9 +276,16 @@ class Runner:
         except Exception as exc:  # the helpdesk down or throttled: the items already known still go on
             message = exc.message if isinstance(exc, KurokoError) else f"{type(exc).__name__}: {exc}"
             failed.append(f"{procedure.name}: {message}")
-        report.intake += ctx.taken_in
-        report.actions += [f"intake: {a}" for a in ctx.effects.actions]
-        return failed + ctx.failed
+
+    def _wait_for_other_intake(self, name: str, timeout: float = 120.0) -> None:
+        """Wait (bounded) until the robot taking in ``name``'s new work is done, so that what it
+        took in can be claimed by this robot too."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not self.stop_requested:
+            with self.ledger.intake_lock(name) as free:
+                if free:
+                    return
+            time.sleep(0.2)
 
     def replay(self, item_id: int, *, from_step: str | None = None) -> tuple[str, list[str]]:
         """Run one item now from ``from_step`` (default: the first step), whatever its state."""
@@ -215,7 +293,8 @@ class Runner:
         now = self.clock.now()
         item = self.ledger.get_item(item_id)
         procedure = self.procedure_of(item)
-        if not self.dry_run and not self.ledger.claim(item_id, self.worker_id):
+        if not self.dry_run and not self.ledger.claim(item_id, self.worker_id, self.settings.lease_seconds,
+                                                      self.settings.heartbeat_timeout_seconds):
             raise KurokoError("another robot is working on this item right now; try again in a few minutes")
         try:
             return self.run_item(item_id, now, from_step=from_step or procedure.first_step)
@@ -249,6 +328,11 @@ class Runner:
                 result = "waiting"
                 break
             if self.stop_requested:
+                break
+            if not self.dry_run and not self.ledger.renew_lease(item_id, self.worker_id, self.settings.lease_seconds):
+                log.error("the lease on {} was lost (another robot took it over); this robot stops working it",
+                          item.key)
+                result = "lost"
                 break
             result = self._run_step(procedure, item, now, actions, log)
             if result != "continue":
@@ -335,6 +419,7 @@ class Runner:
                 "error_code": getattr(error, "code", None) if error else None,
                 "error_message": redact(str(error))[:2000] if error else None,
                 "started_at": started, "finished_at": wall_now(), "evidence": evidence or [],
+                "worker_id": None if self.dry_run else self.worker_id,
             },
             facts=ctx.facts, **item_values,
         )

@@ -98,6 +98,15 @@ class Settings(KurokoSettings):
     max_consecutive_errors: int = 5
     """A pass stops after this many application errors in a row instead of hammering a broken site."""
 
+    # --- several robots ------------------------------------------------------------------------
+    lease_seconds: float = 600.0
+    """How long a robot holds an item it claimed; renewed between steps."""
+    heartbeat_seconds: float = 15.0
+    """How often a robot says it is alive while it runs a pass."""
+    heartbeat_timeout_seconds: float = 90.0
+    """A robot whose heartbeat is older than this (and whose lease ran out) is dead: its items are
+    taken over. A dead process on the same machine is seen at once."""
+
     # --- procedures ----------------------------------------------------------------------------
     extra_procedures: str = ""
     """Procedures to run besides the installed ones (entry points): ``module:attribute``, comma-separated."""

@@ -79,10 +79,10 @@ def toy(world: World, *, policy: RetryPolicy | None = None, next_step: str = "fi
 class Desk_:
     """The engine under test, with its fakes."""
 
-    def __init__(self, tmp_path: Path, procedure: Procedure, **settings: Any) -> None:
+    def __init__(self, tmp_path: Path, procedure: Procedure, ledger_url: str | None = None, **settings: Any) -> None:
         self.settings = Settings(_env_file=None, data_dir=tmp_path, clock_url=None,  # type: ignore[call-arg]
                                  max_attempts=3, retry_base_seconds=60, max_consecutive_errors=3, **settings)
-        self.ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.sqlite'}")
+        self.ledger = Ledger(ledger_url or f"sqlite:///{tmp_path / 'ledger.sqlite'}")
         self.clock = FakeClock()
         self.desk = FakeDesk()
         self.connections = Connections(self.settings, given={"toy_desk": self.desk})
@@ -101,11 +101,12 @@ def world() -> World:
 
 
 @pytest.fixture
-def make(tmp_path: Path, world: World) -> Iterator[Callable[..., Desk_]]:
+def make(tmp_path: Path, world: World, ledger_url: str) -> Iterator[Callable[..., Desk_]]:
+    """The engine on a fresh ledger — each test runs on SQLite and on PostgreSQL."""
     made: list[Desk_] = []
 
     def build(procedure: Procedure | None = None, **settings: Any) -> Desk_:
-        engine = Desk_(tmp_path, procedure or toy(world), **settings)
+        engine = Desk_(tmp_path, procedure or toy(world), ledger_url, **settings)
         made.append(engine)
         return engine
 
@@ -327,12 +328,12 @@ def test_a_configuration_error_in_a_step_stops_the_pass_and_holds_nothing(make: 
     assert engine.item("a9").lease_owner is None, "the lease is given back"
 
 
-def test_intake_racing_another_robot_for_the_same_work_does_not_kill_the_pass(tmp_path: Path,
-                                                                                world: World) -> None:
+def test_intake_racing_another_robot_for_the_same_work_does_not_kill_the_pass(tmp_path: Path, world: World,
+                                                                                ledger_url: str) -> None:
     """Defect: two processes taking in the same ticket hit the unique key with an IntegrityError the
     pass did not catch. Now the item is simply the other robot's."""
     procedure = Procedure("toy", title="Toy", item_label="toy item", desk=DESK)
-    other = Ledger(f"sqlite:///{tmp_path / 'ledger.sqlite'}")
+    other = Ledger(ledger_url)
 
     @procedure.intake
     def take_in(ctx: IntakeContext) -> None:
@@ -346,7 +347,7 @@ def test_intake_racing_another_robot_for_the_same_work_does_not_kill_the_pass(tm
 
     procedure.step(first=True, final=True, needs_person="x", name="finish")(step_fn)
     procedure.validate()
-    engine = Desk_(tmp_path, procedure)
+    engine = Desk_(tmp_path, procedure, ledger_url)
     report = engine.runner.run_pass()
     assert report.intake == ["r2"] and report.intake_error is None
     assert {i.key: i.state for i in engine.ledger.items()} == {"r1": "done", "r2": "done"}

@@ -17,6 +17,7 @@ from conftest import ROOT, Sandbox
 from robot import internal_notes, make_robot, primary_ticket, tickets
 from toy_procedure import inbox, outbox
 
+from kuroko.migrations import head
 from services.helpdesk import HELPDESK
 
 DATA_SIM = "SIM-DATA-30D-20GB"
@@ -44,7 +45,13 @@ def robot_agent(sandbox: Sandbox) -> int:
     return next(u["id"] for u in users if u["email"] == os.environ["KUROKO_ZENDESK_EMAIL"])
 
 
-def test_a_second_procedure_runs_beside_procedure_a_in_every_command(sandbox: Sandbox, toy_env: Path) -> None:
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_second_procedure_runs_beside_procedure_a_in_every_command(sandbox: Sandbox, toy_env: Path, backend: str,
+                                                                     request: pytest.FixtureRequest,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every command, on the default SQLite ledger and on PostgreSQL (KUROKO_LEDGER_URL)."""
+    if backend == "postgresql":
+        monkeypatch.setenv("KUROKO_LEDGER_URL", request.getfixturevalue("pg_url"))
     number = sandbox.place_order([DATA_SIM])["order_number"]
     inbox(toy_env).write_text("alice\nbad-bob\n", encoding="utf-8")
 
@@ -64,6 +71,9 @@ def test_a_second_procedure_runs_beside_procedure_a_in_every_command(sandbox: Sa
     assert shown.returncode == 0 and "toy_greeting" in shown.stdout and "greet" in shown.stdout
     shown = kuroko("show", number)
     assert shown.returncode == 0 and "check_boss" in shown.stdout
+    released = kuroko("release", "bad-bob")
+    assert released.returncode == 0 and "Released bad-bob" in released.stdout, released.stderr
+    assert f"ledger at {head()}" in kuroko("db", "current").stdout
 
     replayed = kuroko("replay", "alice")
     assert replayed.returncode == 0, replayed.stderr

@@ -21,7 +21,7 @@ from rich.table import Table
 
 from kuroko.clock import clock_from_url
 from kuroko.errors import ConfigurationError, KurokoError
-from kuroko.ledger import ItemState, Ledger, WorkItem
+from kuroko.ledger import ItemState, Ledger, WorkItem, wall_now
 from kuroko.settings import Settings, get_settings
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -47,8 +47,14 @@ def fail(message: str, code: int = 2) -> NoReturn:
     raise typer.Exit(code)
 
 
-def open_ledger(settings: Settings) -> Ledger:
-    return Ledger(settings.ledger_database_url())
+def open_ledger(settings: Settings, *, upgrade: bool = True) -> Ledger:
+    """The ledger; an older one is upgraded by the commands that write (``upgrade``) and refused
+    with the command to run by those that only look (status, show, report)."""
+    try:
+        return Ledger(settings.ledger_database_url(), upgrade=upgrade)
+    except ConfigurationError as exc:
+        fail(exc.message)
+        raise AssertionError from exc
 
 
 def local(settings: Settings, moment: datetime | None) -> str:
@@ -169,7 +175,7 @@ def status(procedure: ProceduresOpt = None) -> None:
     """Every work item the robot knows, by procedure: counts by state and path, held items with their
     reasons, waiting items with their next step."""
     settings = get_settings()
-    ledger = open_ledger(settings)
+    ledger = open_ledger(settings, upgrade=False)
     items = [i for i in ledger.items() if not procedure or i.procedure in procedure]
     if not items:
         console.print("The ledger is empty: nothing has been taken in yet (`kuroko run --once`).")
@@ -190,12 +196,29 @@ def status(procedure: ProceduresOpt = None) -> None:
             t.add_row(i.procedure, i.key, str(i.handover_ticket_id or i.ticket_id or "-"), i.step, i.hold_reason or "-")
         console.print(t)
     waiting = [i for i in items if i.state == ItemState.ACTIVE.value]
+    now = wall_now()
     if waiting:
         t = Table(title="Waiting")
-        for col in ("procedure", "item", "next step", "due (JST)", "path"):
+        for col in ("procedure", "item", "next step", "due (JST)", "path", "robot"):
             t.add_column(col)
         for i in waiting:
-            t.add_row(i.procedure, i.key, i.step, local(settings, i.next_due_at), i.path or "-")
+            held_by = i.lease_owner if i.lease_owner and i.lease_until and i.lease_until > now else "-"
+            t.add_row(i.procedure, i.key, i.step, local(settings, i.next_due_at), i.path or "-", held_by)
+        console.print(t)
+    holding: dict[str, list[str]] = {}
+    for i in items:
+        if i.lease_owner and i.lease_until and i.lease_until > now:
+            holding.setdefault(i.lease_owner, []).append(i.key)
+    robots = [w for w in ledger.workers() if w.id in holding or (
+        w.stopped_at is None and (now - w.heartbeat_at).total_seconds() < 3600)]
+    if robots:
+        t = Table(title="Robots at work")
+        for col in ("robot", "heartbeat", "working on"):
+            t.add_column(col)
+        for w in robots:
+            age = (now - w.heartbeat_at).total_seconds()
+            beat = f"{age:.0f} s ago" + (" (stopped beating)" if age > settings.heartbeat_timeout_seconds else "")
+            t.add_row(w.id, beat, ", ".join(holding.get(w.id, [])) or "-")
         console.print(t)
 
 
@@ -205,7 +228,7 @@ def show(item_ref: Annotated[str, typer.Argument(metavar="ITEM", help="The item'
          procedure: ProcedureOpt = None) -> None:
     """One work item: its state, every step outcome and the audit trail."""
     settings = get_settings()
-    ledger = open_ledger(settings)
+    ledger = open_ledger(settings, upgrade=False)
     item = find_item_or_fail(ledger, item_ref, procedure)
     tickets = f"ticket #{item.ticket_id}" + (f" (hand-over ticket #{item.handover_ticket_id})"
                                               if item.handover_ticket_id else "")
@@ -213,12 +236,15 @@ def show(item_ref: Annotated[str, typer.Argument(metavar="ITEM", help="The item'
                   f"step {item.step}  path {item.path or '-'}")
     if item.hold_reason:
         console.print(f"[yellow]held:[/] {item.hold_reason}")
+    if item.lease_owner and item.lease_until and item.lease_until > wall_now():
+        console.print(f"being worked by robot {item.lease_owner} (lease until {local(settings, item.lease_until)})")
     steps = Table(title="Steps")
-    for col in ("step", "status", "attempt", "ref", "detail / error"):
+    for col in ("step", "status", "attempt", "ref", "detail / error", "robot"):
         steps.add_column(col, overflow="fold")
     evidence: list[str] = []
     for s in ledger.steps(item.id):
-        steps.add_row(s.name, s.status, str(s.attempt), s.external_ref or "", s.error_message or s.detail or "")
+        steps.add_row(s.name, s.status, str(s.attempt), s.external_ref or "", s.error_message or s.detail or "",
+                      s.worker_id or "-")
         evidence += [f"{s.name} (attempt {s.attempt}): {path}" for path in s.evidence or []]
     console.print(steps)
     if evidence:
@@ -304,8 +330,8 @@ def report(output: Annotated[Path | None, typer.Option("--output", "-o", help="W
     titles = {p.name: p.title for p in load_procedures_or_fail()}
     if lang not in ("ja", "en"):
         fail(f"--lang {lang!r}: use ja or en")
-    path = write_report(settings, open_ledger(settings), output or settings.data_dir / "report.html", titles=titles,
-                        lang=lang)
+    path = write_report(settings, open_ledger(settings, upgrade=False), output or settings.data_dir / "report.html",
+                        titles=titles, lang=lang)
     console.print(f"Report written: {path.resolve()}")
 
 
@@ -406,6 +432,50 @@ def users_list() -> None:
         locked = user.locked_until if user.locked_until and user.locked_until > wall_now() else None
         t.add_row(user.name, user.role, local(settings, locked) if locked else "-")
     console.print(t)
+
+
+db_app = typer.Typer(no_args_is_help=True, help="The ledger's schema (Alembic): where it stands, upgrade, downgrade.")
+app.add_typer(db_app, name="db")
+
+
+def _db_engine(settings: Settings) -> Any:
+    from sqlalchemy import create_engine
+
+    url = settings.ledger_database_url()
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    return create_engine(url)
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """The ledger's schema revision and the newest this Kuroko knows."""
+    from kuroko import migrations
+
+    engine = _db_engine(get_settings())
+    with engine.connect() as connection:
+        at, legacy = migrations.current(connection)
+    note = " (made before migrations; recognised by its tables)" if legacy else ""
+    console.print(f"ledger at {at or 'nothing (empty)'}{note}; newest {migrations.head()}")
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: Annotated[str, typer.Argument(help="Target revision.")] = "head") -> None:
+    """Upgrade the ledger's schema (every row kept); robots upgrade on start too."""
+    from kuroko import migrations
+
+    before, after = migrations.upgrade(_db_engine(get_settings()), revision)
+    console.print(f"ledger upgraded from {before or 'nothing'} to {after}" if before != after
+                  else f"ledger already at {after}")
+
+
+@db_app.command("downgrade")
+def db_downgrade(revision: Annotated[str, typer.Argument(help="Target revision (e.g. 0002, or base).")]) -> None:
+    """Take the ledger's schema back to an older revision (for going back to an older Kuroko)."""
+    from kuroko import migrations
+
+    before, after = migrations.downgrade(_db_engine(get_settings()), revision)
+    console.print(f"ledger downgraded from {before} to {after or 'nothing'}")
 
 
 def procedure_command(fn: Callable[..., str], by: str) -> Callable[..., None]:
