@@ -21,7 +21,7 @@ import yaml
 from playwright.sync_api import Locator, Page
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-from kuroko.errors import PageChanged, SessionExpired, SiteUnavailable
+from kuroko.errors import LoginRefused, PageChanged, SessionExpired, SiteUnavailable
 
 SELECTORS_DIR = Path(__file__).resolve().parent.parent / "selectors"
 
@@ -171,13 +171,14 @@ class Site:
         raise AssertionError("unreachable")
 
     def login(self) -> None:
-        """Fill the login form of this site (subclasses name the fields in their selectors)."""
+        """Fill the login form of this site (subclasses name the fields in their selectors). A refused
+        login is a ``LoginRefused`` (a ConfigurationError): the run stops, nothing is tried again."""
         self.el("login.user").fill(self.user)
         self.el("login.password").fill(self._password)
         self.el("login.submit").click()
         self.page.wait_for_load_state("domcontentloaded")
         if self.is_login_page():
-            raise SessionExpired(f"{self.name}: login refused; check the KUROKO_{self.setting.upper()}_USER "
+            raise LoginRefused(f"{self.name}: login refused; check the KUROKO_{self.setting.upper()}_USER "
                                  f"and KUROKO_{self.setting.upper()}_PASSWORD settings")
         if self._on_login is not None:
             self._on_login()

@@ -17,7 +17,7 @@ import pytest
 from conftest import Sandbox, screenshot_path
 
 from kuroko.browser import Browser
-from kuroko.errors import OrderMismatch, PageChanged, SessionExpired, SiteUnavailable, UnknownValue, UnsafeLink
+from kuroko.errors import LoginRefused, OrderMismatch, PageChanged, SiteUnavailable, UnknownValue, UnsafeLink
 from kuroko.settings import Settings
 from pages.base import Selectors
 from pages.rakuten.order_page import RmsOrderPage
@@ -119,7 +119,7 @@ def test_wrong_password_is_refused_with_a_clear_message(rms_browser: Browser, sa
     robot.site.page.goto(robot.sandbox.urls["rms"] + "/login")
     robot.site.expect_visible("login.heading")
     robot.shoot("rms_login")
-    with pytest.raises(SessionExpired, match="KUROKO_RMS_PASSWORD"):
+    with pytest.raises(LoginRefused, match="KUROKO_RMS_PASSWORD"):
         robot.page.open(robot.url(number))
     alert = robot.site.expect_visible("login.error")
     assert "R-Login IDまたはパスワードが正しくありません" in alert.inner_text()
