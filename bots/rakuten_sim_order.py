@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo
 import typer
 from pydantic import Field
 
+from kuroko.connections import checked
 from kuroko.errors import (
     ApiError,
     BusinessRuleError,
@@ -42,7 +43,7 @@ from services.helpdesk import HELPDESK
 from services.rakuten_mail import ORDER_MAIL_SUBJECTS, UnreadableTicket, normalize_tracking_number, read_order_mail
 
 if TYPE_CHECKING:
-    from kuroko.connections import Connections
+    from kuroko.connections import CheckLine, Connections
     from kuroko.ledger import WorkItem
     from pages.rakuten.order_page import RmsOrderView
 
@@ -598,6 +599,21 @@ def close_completed(ctx: StepContext) -> Outcome:
     )
     found = write_note(ctx, "completed", body, status="solved")
     return Done(None, detail="completion note, ticket solved", external_ref=ctx.external_ref, found=found)
+
+
+@procedure.preflight
+def mention_user_exists(connections: Connections) -> list[CheckLine]:
+    """`kuroko check`: the Zendesk user slow deliveries @mention exists."""
+    name = rules().japan_office_staff
+
+    def look() -> str:
+        user_id = connections.use(HELPDESK).user_id(name)
+        if user_id is None:
+            raise UnknownValue(f"no active Zendesk user named {name!r} to @mention on slow deliveries: create "
+                               "the user or set KUROKO_JAPAN_OFFICE_STAFF to an existing user's name")
+        return f"@mention user {name!r} exists (user {user_id})"
+
+    return [checked("zendesk", "@mention user", look)]
 
 
 @procedure.per_pass

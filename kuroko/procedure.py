@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from kuroko.errors import ConfigurationError
 
 if TYPE_CHECKING:
-    from kuroko.connections import Connection, Connections
+    from kuroko.connections import CheckLine, Connection, Connections
     from kuroko.handover import Desk
     from kuroko.ledger import Ledger, WorkItem
     from kuroko.settings import Settings
@@ -301,6 +301,8 @@ class Procedure:
         self.forget_on_release: tuple[str, ...] = ()
         """Facts dropped when a person releases a held item (e.g. how long something was waited for)."""
         self.commands: list[Callable[..., str]] = []
+        self.checks: list[Callable[[Connections], list[CheckLine]]] = []
+        """The procedure's own preflight checks for `kuroko check` (read-only: e.g. a user it @mentions)."""
         """A person's actions this procedure brings (e.g. `ship`): functions ``(DeskContext, …) -> str``
         whose other parameters are typer-annotated; the CLI adds each as a `kuroko` command."""
         self._problems: list[str] = []
@@ -329,6 +331,11 @@ class Procedure:
     def per_pass(self, fn: Callable[[Connections, list[WorkItem]], None]) -> Callable[[Connections, list[WorkItem]],
                                                                                         None]:
         self.prepare_pass = fn
+        return fn
+
+    def preflight(self, fn: Callable[[Connections], list[CheckLine]]) -> Callable[[Connections], list[CheckLine]]:
+        """A read-only check of what this procedure needs, run by `kuroko check`."""
+        self.checks.append(fn)
         return fn
 
     def command(self, fn: Callable[..., str]) -> Callable[..., str]:

@@ -92,8 +92,9 @@ class Runner:
             procedures = load_procedures().values()
         self.procedures: dict[str, Procedure] = {p.name: p for p in procedures}
         self.settings = settings
-        self.ledger = ledger.copy_to_memory() if dry_run else ledger
-        """A dry run works on a throwaway copy: the real ledger is never written."""
+        self.ledger = ledger.copy_to_memory() if dry_run and not ledger.dry_run else ledger
+        """A dry run works on a dry-run ledger (``Ledger.for_dry_run``, kept across passes) or else on
+        a throwaway copy: the real ledger is never written."""
         self.connections = connections
         self.clock = clock
         self.dry_run = dry_run

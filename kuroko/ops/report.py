@@ -119,3 +119,30 @@ def write_report(settings: Settings, ledger: Ledger, path: Path, *, title: str =
     )
     path.write_text(document, encoding="utf-8")
     return path
+
+
+DRY_RUN_ACTOR = "robot (dry run)"
+
+
+def dry_run_lines(settings: Settings, ledger: Ledger, *, titles: dict[str, str] | None = None) -> list[str]:
+    """What the dry runs would have done, item by item (the audit rows written by ``Effects.do`` in a
+    dry run), with each item's state and next step in the dry-run ledger."""
+    titles = titles or {}
+    by_item: dict[int | None, list[str]] = {}
+    for event in ledger.audit_trail():
+        if event.actor != DRY_RUN_ACTOR:
+            continue
+        detail = redact(event.detail or "")
+        by_item.setdefault(event.item_id, []).append(
+            f"    {_when(settings, event.at)}  would {event.action} on {event.system}  {detail}".rstrip())
+    lines: list[str] = []
+    for item in ledger.items():
+        actions = by_item.pop(item.id, [])
+        where = {"done": "done", "held": f"held: {item.hold_reason}"}.get(
+            item.state, f"next: {item.step} at {_when(settings, item.next_due_at)}")
+        lines.append(f"{item.key} ({titles.get(item.procedure, item.procedure)}) — {where}")
+        lines += actions or ["    nothing to do"]
+    for actions in by_item.values():  # actions not tied to one item (intake)
+        lines.append("(intake)")
+        lines += actions
+    return lines
