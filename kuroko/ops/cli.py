@@ -364,8 +364,12 @@ def schedule(file: Annotated[Path | None, typer.Option("--file", help="Schedule 
         from kuroko.ops.check import print_results, run_checks
 
         console.print("kuroko check before starting:")
-        if not print_results(console, run_checks(settings, list(procedures.values()))):
-            fail("kuroko check found something to fix (above); the scheduler did not start", code=1)
+        lines = run_checks(settings, list(procedures.values()))
+        if not print_results(console, lines):
+            from rich.markup import escape
+
+            failed = "\n".join(escape(f"  {line.system}: {line.what} — {line.found}") for line in lines if not line.ok)
+            fail(f"kuroko check found something to fix; the scheduler did not start:\n{failed}", code=1)
     setup_logging(settings)
     try:
         run_schedule(file or DEFAULT_SCHEDULE, settings, procedures, dry_run=dry_run)
