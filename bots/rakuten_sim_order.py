@@ -568,6 +568,8 @@ def set_rms_shipping(ctx: StepContext) -> Outcome:
                        company=wanted[0], date=today, tracking=wanted[1])
     ctx.use(RMS).remember(new_view)
     ctx.facts["shipping_set_on"] = today
+    if ctx.dry_run:
+        ctx.facts["shipping_set_in_dry_run"] = True
     return Done("check_completion", detail=f"配送会社 {wanted[0]}, 発送日 {today}, お荷物伝票番号 {wanted[1]}")
 
 
@@ -583,6 +585,10 @@ def check_completion(ctx: StepContext) -> Outcome:
     view = rms_view(ctx, fresh=True)
     if view.status == RMS_COMPLETE:
         return Done("close_completed", detail="RMS: 完了")
+    if ctx.dry_run and ctx.facts.get("shipping_set_in_dry_run"):
+        # The fields were only set in the dry run: RMS cannot complete the order, and that is no hold.
+        return NotYet(ctx.now + timedelta(days=1), f"dry run: the shipping fields were not really set (RMS shows "
+                                                   f"{view.status!r})")
     if ctx.now - next_day > timedelta(days=rules().completion_wait_days):
         raise BusinessRuleError(f"RMS still shows {view.status!r} {rules().completion_wait_days} days after "
                                 "the shipping fields were set", code="rms_not_complete")

@@ -321,6 +321,10 @@ class Runner:
             },
             facts=ctx.facts, **item_values,
         )
+        if self.dry_run:  # the dry run's account, step by step on the robot's clock (`kuroko report --dry-run`)
+            said = redact(str(error))[:500] if error else (redact(detail) if detail else "")
+            self.ledger.audit(item_id=item.id, at=ctx.now, actor=ctx.effects.actor, system="kuroko",
+                              action=f"step {item.step}: {status.value}", detail=said or None)
 
     # --- failures --------------------------------------------------------------------------
     def _application_error(self, procedure: Procedure, item: WorkItem, ctx: StepContext, exc: Exception,

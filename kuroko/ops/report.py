@@ -133,8 +133,9 @@ def dry_run_lines(settings: Settings, ledger: Ledger, *, titles: dict[str, str] 
         if event.actor != DRY_RUN_ACTOR:
             continue
         detail = redact(event.detail or "")
-        by_item.setdefault(event.item_id, []).append(
-            f"    {_when(settings, event.at)}  would {event.action} on {event.system}  {detail}".rstrip())
+        what = (event.action.removeprefix("step ") if event.action.startswith("step ")
+                else f"would {event.action} on {event.system}")
+        by_item.setdefault(event.item_id, []).append(f"    {_when(settings, event.at)}  {what}  {detail}".rstrip())
     lines: list[str] = []
     for item in ledger.items():
         actions = by_item.pop(item.id, [])
