@@ -360,19 +360,24 @@ def schedule(file: Annotated[Path | None, typer.Option("--file", help="Schedule 
 
     settings = get_settings()
     procedures = {p.name: p for p in load_procedures_or_fail()}
-    if not no_check:
+
+    def preflight() -> str | None:
+        """`kuroko check` (once this scheduler holds the lock): what needs fixing, or None."""
+        from rich.markup import escape
+
         from kuroko.ops.check import print_results, run_checks
 
         console.print("kuroko check before starting:")
         lines = run_checks(settings, list(procedures.values()))
-        if not print_results(console, lines):
-            from rich.markup import escape
+        if print_results(console, lines):
+            return None
+        failed = "\n".join(escape(f"  {line.system}: {line.what} — {line.found}") for line in lines if not line.ok)
+        return f"kuroko check found something to fix; the scheduler did not start:\n{failed}"
 
-            failed = "\n".join(escape(f"  {line.system}: {line.what} — {line.found}") for line in lines if not line.ok)
-            fail(f"kuroko check found something to fix; the scheduler did not start:\n{failed}", code=1)
     setup_logging(settings)
     try:
-        run_schedule(file or DEFAULT_SCHEDULE, settings, procedures, dry_run=dry_run)
+        run_schedule(file or DEFAULT_SCHEDULE, settings, procedures, dry_run=dry_run,
+                     preflight=None if no_check else preflight)
     except ConfigurationError as exc:
         configuration_stop(exc)
 

@@ -126,7 +126,8 @@ def _now(timezone: str) -> Any:
     return datetime.now(ZoneInfo(timezone))
 
 
-def run_schedule(path: Path, settings: Settings, procedures: dict[str, Procedure], *, dry_run: bool = False) -> None:
+def run_schedule(path: Path, settings: Settings, procedures: dict[str, Procedure], *, dry_run: bool = False,
+                 preflight: Callable[[], str | None] | None = None) -> None:
     """Block until SIGINT/SIGTERM (or a configuration error in a job, raised here). With ``dry_run``
     every pass is a dry run on the dry runs' own ledger (kept across passes); the real one is not
     written."""
@@ -137,6 +138,12 @@ def run_schedule(path: Path, settings: Settings, procedures: dict[str, Procedure
 
     lock = ScheduleLock(settings.dry_run_ledger_path().parent if dry_run else settings.data_dir)
     lock.acquire()
+    if preflight is not None:  # `kuroko check`: a failure is a configuration error, the scheduler does not start
+        load_jobs(path, procedures)
+        problem = preflight()
+        if problem is not None:
+            lock.release()
+            raise ConfigurationError(problem)
     ledger = (Ledger.for_dry_run(settings.ledger_database_url(), settings.dry_run_ledger_path()) if dry_run
               else Ledger(settings.ledger_database_url()))
     clock = clock_from_url(settings.clock_url)
