@@ -301,10 +301,10 @@ class Procedure:
         self.forget_on_release: tuple[str, ...] = ()
         """Facts dropped when a person releases a held item (e.g. how long something was waited for)."""
         self.commands: list[Callable[..., str]] = []
-        self.checks: list[Callable[[Connections], list[CheckLine]]] = []
-        """The procedure's own preflight checks for `kuroko check` (read-only: e.g. a user it @mentions)."""
         """A person's actions this procedure brings (e.g. `ship`): functions ``(DeskContext, …) -> str``
         whose other parameters are typer-annotated; the CLI adds each as a `kuroko` command."""
+        self.checks: list[Callable[[Connections], list[CheckLine]]] = []
+        """The procedure's own preflight checks for `kuroko check` (read-only: e.g. a user it @mentions)."""
         self._problems: list[str] = []
 
     def step(self, *, then: tuple[str, ...] | str = (), final: bool = False, first: bool = False,

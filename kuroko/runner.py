@@ -92,6 +92,8 @@ class Runner:
             procedures = load_procedures().values()
         self.procedures: dict[str, Procedure] = {p.name: p for p in procedures}
         self.settings = settings
+        if ledger.dry_run and not dry_run:
+            raise ConfigurationError("a dry run's ledger was given to a real run; real runs use the real ledger")
         self.ledger = ledger.copy_to_memory() if dry_run and not ledger.dry_run else ledger
         """A dry run works on a dry-run ledger (``Ledger.for_dry_run``, kept across passes) or else on
         a throwaway copy: the real ledger is never written."""
