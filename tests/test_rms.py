@@ -375,6 +375,9 @@ def test_every_selector_resolves_on_its_screen(rms: Rms, sandbox: Sandbox) -> No
     click("mail_preview.send_button", accept=True)
     resolves("mail_preview.error")
 
+    page.goto(sandbox.urls["rms"] + "/rms/order")  # the landing page (`kuroko check` recognises it)
+    resolves(*screen("order_list"))
+
     page.goto(rms.url("381234-20261120-0000000000"))
     resolves(*screen("not_found"))
 
