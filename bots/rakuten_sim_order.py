@@ -234,17 +234,15 @@ def merge_later_mails(ctx: IntakeContext, item: WorkItem, sources: list[int]) ->
     assert item.ticket_id is not None
     helpdesk, number, target = ctx.use(HELPDESK), item.key, item.ticket_id
     if helpdesk.ticket(target).status == "closed":
-        for source in sources:
+        for source in sources:  # in a dry run the ledger is the dry run's own: it remembers what would be
             hand_over_late_mail(ctx, item, source)
-            if not ctx.dry_run:
-                ctx.ledger.add_ticket(source, item.id, "late", ctx.now)
+            ctx.ledger.add_ticket(source, item.id, "late", ctx.now)
         return f"{number}: {sources} handed to a person (ticket #{target} is closed, nothing to merge into)"
     note = f"Merged into #{target}: another automatic mail for Rakuten order {number}."
     ctx.act("zendesk", "merge_tickets", lambda: helpdesk.merge(target, sources, note=note), item=item,
             target=target, sources=sources)
-    if not ctx.dry_run:
-        for source in sources:
-            ctx.ledger.add_ticket(source, item.id, "merged", ctx.now)
+    for source in sources:  # in a dry run, in the dry run's own ledger (not said again at the next pass)
+        ctx.ledger.add_ticket(source, item.id, "merged", ctx.now)
     return f"{number}: {'would merge' if ctx.dry_run else 'merged'} tickets {sources} into {target}"
 
 
@@ -285,8 +283,7 @@ def hold_unreadable_ticket(ctx: IntakeContext, ticket_id: int, error: Unreadable
                 lambda: helpdesk.add_internal_note(ticket_id, f"{body}\n\n{tag}", status="open",
                                                    add_tags=[ctx.settings.hold_tag]),
                 item=item, reason=error.message)
-    if not ctx.dry_run:
-        ctx.ledger.add_ticket(ticket_id, item.id, "unreadable", ctx.now)
+    ctx.ledger.add_ticket(ticket_id, item.id, "unreadable", ctx.now)  # a dry run's: its own ledger
     return f"ticket {ticket_id}: held ({error.message})"
 
 

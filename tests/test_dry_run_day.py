@@ -109,6 +109,8 @@ def test_a_seeded_day_under_schedule_dry_run_changes_nothing(sandbox: Sandbox, s
         items = {i.id: i for i in dry.items()}
     finally:
         dry.close()
+    merges = [(e.item_id, e.detail) for e in would if e.action == "merge_tickets"]
+    assert len(merges) == len(set(merges)), "a later mail would be merged once, not at every pass"
     created = [e.item_id for e in would if e.action == "create_mcf_order"]
     assert created, "some order of the day would have gone to MCF"
     assert len(created) == len(set(created)), "each MCF order would have been created once, not at every pass"
