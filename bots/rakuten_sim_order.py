@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo
 import typer
 from pydantic import Field
 
+from kuroko.connections import checked
 from kuroko.errors import (
     ApiError,
     BusinessRuleError,
@@ -42,7 +43,7 @@ from services.helpdesk import HELPDESK
 from services.rakuten_mail import ORDER_MAIL_SUBJECTS, UnreadableTicket, normalize_tracking_number, read_order_mail
 
 if TYPE_CHECKING:
-    from kuroko.connections import Connections
+    from kuroko.connections import CheckLine, Connections
     from kuroko.ledger import WorkItem
     from pages.rakuten.order_page import RmsOrderView
 
@@ -233,17 +234,15 @@ def merge_later_mails(ctx: IntakeContext, item: WorkItem, sources: list[int]) ->
     assert item.ticket_id is not None
     helpdesk, number, target = ctx.use(HELPDESK), item.key, item.ticket_id
     if helpdesk.ticket(target).status == "closed":
-        for source in sources:
+        for source in sources:  # in a dry run the ledger is the dry run's own: it remembers what would be
             hand_over_late_mail(ctx, item, source)
-            if not ctx.dry_run:
-                ctx.ledger.add_ticket(source, item.id, "late", ctx.now)
+            ctx.ledger.add_ticket(source, item.id, "late", ctx.now)
         return f"{number}: {sources} handed to a person (ticket #{target} is closed, nothing to merge into)"
     note = f"Merged into #{target}: another automatic mail for Rakuten order {number}."
     ctx.act("zendesk", "merge_tickets", lambda: helpdesk.merge(target, sources, note=note), item=item,
             target=target, sources=sources)
-    if not ctx.dry_run:
-        for source in sources:
-            ctx.ledger.add_ticket(source, item.id, "merged", ctx.now)
+    for source in sources:  # in a dry run, in the dry run's own ledger (not said again at the next pass)
+        ctx.ledger.add_ticket(source, item.id, "merged", ctx.now)
     return f"{number}: {'would merge' if ctx.dry_run else 'merged'} tickets {sources} into {target}"
 
 
@@ -284,8 +283,7 @@ def hold_unreadable_ticket(ctx: IntakeContext, ticket_id: int, error: Unreadable
                 lambda: helpdesk.add_internal_note(ticket_id, f"{body}\n\n{tag}", status="open",
                                                    add_tags=[ctx.settings.hold_tag]),
                 item=item, reason=error.message)
-    if not ctx.dry_run:
-        ctx.ledger.add_ticket(ticket_id, item.id, "unreadable", ctx.now)
+    ctx.ledger.add_ticket(ticket_id, item.id, "unreadable", ctx.now)  # a dry run's: its own ledger
     return f"ticket {ticket_id}: held ({error.message})"
 
 
@@ -567,6 +565,8 @@ def set_rms_shipping(ctx: StepContext) -> Outcome:
                        company=wanted[0], date=today, tracking=wanted[1])
     ctx.use(RMS).remember(new_view)
     ctx.facts["shipping_set_on"] = today
+    if ctx.dry_run:
+        ctx.facts["shipping_set_in_dry_run"] = True
     return Done("check_completion", detail=f"配送会社 {wanted[0]}, 発送日 {today}, お荷物伝票番号 {wanted[1]}")
 
 
@@ -582,6 +582,10 @@ def check_completion(ctx: StepContext) -> Outcome:
     view = rms_view(ctx, fresh=True)
     if view.status == RMS_COMPLETE:
         return Done("close_completed", detail="RMS: 完了")
+    if ctx.dry_run and ctx.facts.get("shipping_set_in_dry_run"):
+        # The fields were only set in the dry run: RMS cannot complete the order, and that is no hold.
+        return NotYet(ctx.now + timedelta(days=1), f"dry run: the shipping fields were not really set (RMS shows "
+                                                   f"{view.status!r})")
     if ctx.now - next_day > timedelta(days=rules().completion_wait_days):
         raise BusinessRuleError(f"RMS still shows {view.status!r} {rules().completion_wait_days} days after "
                                 "the shipping fields were set", code="rms_not_complete")
@@ -598,6 +602,21 @@ def close_completed(ctx: StepContext) -> Outcome:
     )
     found = write_note(ctx, "completed", body, status="solved")
     return Done(None, detail="completion note, ticket solved", external_ref=ctx.external_ref, found=found)
+
+
+@procedure.preflight
+def mention_user_exists(connections: Connections) -> list[CheckLine]:
+    """`kuroko check`: the Zendesk user slow deliveries @mention exists."""
+    name = rules().japan_office_staff
+
+    def look() -> str:
+        user_id = connections.use(HELPDESK).user_id(name)
+        if user_id is None:
+            raise UnknownValue(f"no active Zendesk user named {name!r} to @mention on slow deliveries: create "
+                               "the user or set KUROKO_JAPAN_OFFICE_STAFF to an existing user's name")
+        return f"@mention user {name!r} exists (user {user_id})"
+
+    return [checked("zendesk", "@mention user", look)]
 
 
 @procedure.per_pass

@@ -8,7 +8,8 @@ A site or service declares its connection once, where it lives::
 
 and a step asks for it: ``ctx.use(BOSS).listing()``. A connection object may have any of
 ``new_pass()`` (forget what was read in the last pass), ``reset()`` (after an application error),
-``metrics() -> dict[str, int]`` (for the benchmark), ``close()``.
+``metrics() -> dict[str, int]`` (for the benchmark), ``close()``, ``check(order)`` (for `kuroko check`,
+read-only: see ``CheckLine``).
 
 The browser (kuroko/browser.py) is one of the run's resources: a connection that works a site
 opens it with ``connections.browser.page(site)``; screenshots, traces and context resets after a
@@ -27,6 +28,28 @@ from kuroko.settings import Settings
 
 T = TypeVar("T")
 T_co = TypeVar("T_co", covariant=True)
+
+@dataclass(frozen=True)
+class CheckLine:
+    """One line of ``kuroko check``: what was looked at on which system, and what was found or what
+    to fix. A connection object may have ``check(order: str | None) -> list[CheckLine]``: read-only
+    (signing in and acknowledging notices allowed; never a click or a request that changes
+    anything)."""
+
+    system: str
+    what: str
+    ok: bool
+    found: str
+
+
+def checked(system: str, what: str, look: Callable[[], str]) -> CheckLine:
+    """One check line: ``look()`` returns what it found; any error it raises is what to fix."""
+    try:
+        return CheckLine(system, what, True, look())
+    except Exception as exc:
+        message = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
+        return CheckLine(system, what, False, str(message))
+
 
 REGISTRY: dict[str, Connection[Any]] = {}
 """Every connection declared in this process, by name (for `kuroko check` and the docs)."""

@@ -14,8 +14,10 @@
     │   └── ApiError             Zendesk or SP-API refused (code and message kept)
     └── ConfigurationError       a setting is missing or wrong → the run stops and says which;
         │                        no item is held for it
-        └── LoginBlocked         a login stopped at a page only a person can pass (expired
-                                 password, confirmation code, locked account); never retried
+        ├── LoginBlocked         a login stopped at a page only a person can pass (expired
+        │                        password, confirmation code, locked account); never retried
+        └── LoginRefused         a site refused the configured user or password; never retried
+                                 (on a real account a few more tries would lock it)
 
 Any other exception raised in a step counts as an application error.
 Messages say what was found and what to do; they never carry a credential.
@@ -80,3 +82,10 @@ class ConfigurationError(KurokoError):
 
 class LoginBlocked(ConfigurationError):
     code = "login_blocked"
+
+
+class LoginRefused(ConfigurationError):
+    """The login form came back: the configured user or password is wrong. The run stops at the
+    first refusal instead of trying again item after item (which would lock a real account)."""
+
+    code = "login_refused"

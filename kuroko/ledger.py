@@ -226,6 +226,9 @@ def worker_alive(worker_id: str) -> bool:
 class Ledger:
     """All reads and writes of the ledger go through here; each method is one transaction."""
 
+    dry_run: bool = False
+    """A dry run's ledger (a copy): a dry run writes here and never in the real one."""
+
     def __init__(self, url: str, *, upgrade: bool = True) -> None:
         """Open the ledger at ``url``. An empty database gets the newest schema; an older ledger
         is upgraded (``upgrade``, the commands that write) or refused with the command to run."""
@@ -253,7 +256,8 @@ class Ledger:
         self.engine.dispose()
 
     def copy_to_memory(self) -> Ledger:
-        """A throwaway copy (for dry runs): the same rows, nothing written back."""
+        """A throwaway copy (for a one-off dry run, e.g. ``kuroko replay --dry-run``): the same rows,
+        nothing written back."""
         from sqlalchemy.pool import StaticPool
 
         copy = Ledger.__new__(Ledger)
@@ -262,12 +266,43 @@ class Ledger:
                                     connect_args={"check_same_thread": False})
         Base.metadata.create_all(copy.engine)
         copy._sessions = sessionmaker(copy.engine, expire_on_commit=False)
-        with self.engine.connect() as source, copy.engine.begin() as target:
+        copy.dry_run = True
+        self._copy_rows(copy.engine)
+        return copy
+
+    def _copy_rows(self, engine: Engine) -> None:
+        with self.engine.connect() as source, engine.begin() as target:
             for table in Base.metadata.sorted_tables:
                 rows = [dict(r._mapping) for r in source.execute(table.select())]
+                if table.name == WorkItem.__tablename__:
+                    rows = [{**r, "lease_owner": None, "lease_until": None} for r in rows]
                 if rows:
                     target.execute(table.insert(), rows)
-        return copy
+
+    @classmethod
+    def for_dry_run(cls, real_url: str, path: Path) -> Ledger:
+        """The dry run's own ledger, a SQLite file kept across passes (``kuroko run --dry-run``,
+        ``kuroko schedule --dry-run``), so waits carry over as they would for real. Seeded from the
+        real ledger the first time (when there is one); the real ledger is only ever read, once."""
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            seeding = path.with_name(path.name + ".seeding")
+            seeding.unlink(missing_ok=True)
+            fresh = cls(f"sqlite:///{seeding.resolve()}")
+            real_file = Path(real_url.removeprefix("sqlite:///")) if real_url.startswith("sqlite:///") else None
+            if real_file is None or real_file.exists():
+                real = cls(real_url, upgrade=False)
+                try:
+                    real._copy_rows(fresh.engine)
+                finally:
+                    real.close()
+            fresh.close()
+            for suffix in ("-wal", "-shm"):
+                seeding.with_name(seeding.name + suffix).unlink(missing_ok=True)
+            seeding.replace(path)
+        ledger = cls(f"sqlite:///{path.resolve()}")
+        ledger.dry_run = True
+        return ledger
 
     # --- work items ------------------------------------------------------------------------
     def add_item(self, *, procedure: str, key: str, ticket_id: int | None, step: str, due: datetime,

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from kuroko.errors import ConfigurationError
 
 if TYPE_CHECKING:
-    from kuroko.connections import Connection, Connections
+    from kuroko.connections import CheckLine, Connection, Connections
     from kuroko.handover import Desk
     from kuroko.ledger import Ledger, WorkItem
     from kuroko.settings import Settings
@@ -314,6 +314,8 @@ class Procedure:
         whose other parameters are typer-annotated; the CLI adds each as a `kuroko` command."""
         self.command_hints: dict[str, CommandHints] = {}
         """For the console: which items each command fits, and the choices of its parameters."""
+        self.checks: list[Callable[[Connections], list[CheckLine]]] = []
+        """The procedure's own preflight checks for `kuroko check` (read-only: e.g. a user it @mentions)."""
         self._problems: list[str] = []
 
     def step(self, *, then: tuple[str, ...] | str = (), final: bool = False, first: bool = False,
@@ -340,6 +342,11 @@ class Procedure:
     def per_pass(self, fn: Callable[[Connections, list[WorkItem]], None]) -> Callable[[Connections, list[WorkItem]],
                                                                                         None]:
         self.prepare_pass = fn
+        return fn
+
+    def preflight(self, fn: Callable[[Connections], list[CheckLine]]) -> Callable[[Connections], list[CheckLine]]:
+        """A read-only check of what this procedure needs, run by `kuroko check`."""
+        self.checks.append(fn)
         return fn
 
     def command(self, fn: Callable[..., str] | None = None, *, fits: Callable[[WorkItem], bool] | None = None,

@@ -125,8 +125,11 @@ class Runner:
             procedures = load_procedures().values()
         self.procedures: dict[str, Procedure] = {p.name: p for p in procedures}
         self.settings = settings
-        self.ledger = ledger.copy_to_memory() if dry_run else ledger
-        """A dry run works on a throwaway copy: the real ledger is never written."""
+        if ledger.dry_run and not dry_run:
+            raise ConfigurationError("a dry run's ledger was given to a real run; real runs use the real ledger")
+        self.ledger = ledger.copy_to_memory() if dry_run and not ledger.dry_run else ledger
+        """A dry run works on a dry-run ledger (``Ledger.for_dry_run``, kept across passes) or else on
+        a throwaway copy: the real ledger is never written."""
         self.connections = connections
         self.clock = clock
         self.dry_run = dry_run
@@ -423,6 +426,10 @@ class Runner:
             },
             facts=ctx.facts, **item_values,
         )
+        if self.dry_run:  # the dry run's account, step by step on the robot's clock (`kuroko report --dry-run`)
+            said = redact(str(error))[:500] if error else (redact(detail) if detail else "")
+            self.ledger.audit(item_id=item.id, at=ctx.now, actor=ctx.effects.actor, system="kuroko",
+                              action=f"step {item.step}: {status.value}", detail=said or None)
 
     # --- failures --------------------------------------------------------------------------
     def _application_error(self, procedure: Procedure, item: WorkItem, ctx: StepContext, exc: Exception,

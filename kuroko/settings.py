@@ -121,6 +121,10 @@ class Settings(KurokoSettings):
             return self.ledger_url
         return f"sqlite:///{(self.data_dir / 'ledger.sqlite').resolve()}"
 
+    def dry_run_ledger_path(self) -> Path:
+        """The dry runs' own ledger (``kuroko run/schedule/report --dry-run``), kept across passes."""
+        return self.data_dir / "dry-run" / "ledger.sqlite"
+
 
 def get_settings() -> Settings:
     return load(Settings)

@@ -13,6 +13,7 @@ Spec values may hold ``{placeholders}`` filled from keyword arguments. Page obje
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -21,7 +22,7 @@ import yaml
 from playwright.sync_api import Locator, Page
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-from kuroko.errors import PageChanged, SessionExpired, SiteUnavailable
+from kuroko.errors import LoginRefused, PageChanged, SessionExpired, SiteUnavailable
 
 SELECTORS_DIR = Path(__file__).resolve().parent.parent / "selectors"
 
@@ -103,6 +104,31 @@ class Selectors:
         return locator
 
 
+@dataclass
+class ScreenCheck:
+    """Which keys of one screen resolve on the page in hand (``Site.check_keys``)."""
+
+    site: str
+    screen: str
+    where: str
+    resolved: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    not_checked: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.missing
+
+    def describe(self) -> str:
+        if self.missing:
+            return (f"{', '.join(self.missing)} not found on {self.where}: the page has changed (a renamed button or "
+                    f"label?); update selectors/{self.site}.yaml")
+        text = f"{len(self.resolved)} keys of '{self.screen}' resolve on {self.where}"
+        if self.not_checked:
+            text += f"; not checked (not on this page now): {', '.join(self.not_checked)}"
+        return text
+
+
 class Site:
     """One back office in one browser context: knows its URL, its login screen and credentials,
     and logs in again whenever the site sends the robot to its login page."""
@@ -171,16 +197,41 @@ class Site:
         raise AssertionError("unreachable")
 
     def login(self) -> None:
-        """Fill the login form of this site (subclasses name the fields in their selectors)."""
+        """Fill the login form of this site (subclasses name the fields in their selectors). A refused
+        login is a ``LoginRefused`` (a ConfigurationError): the run stops, nothing is tried again."""
         self.el("login.user").fill(self.user)
         self.el("login.password").fill(self._password)
         self.el("login.submit").click()
         self.page.wait_for_load_state("domcontentloaded")
         if self.is_login_page():
-            raise SessionExpired(f"{self.name}: login refused; check the KUROKO_{self.setting.upper()}_USER "
+            raise LoginRefused(f"{self.name}: login refused; check the KUROKO_{self.setting.upper()}_USER "
                                  f"and KUROKO_{self.setting.upper()}_PASSWORD settings")
         if self._on_login is not None:
             self._on_login()
+
+    def check_keys(self, screen: str, *, optional: Iterable[str] = ()) -> ScreenCheck:
+        """Read-only: which keys of ``screen`` (selectors/{name}.yaml) match something on the page in
+        hand. Keys in ``optional`` (shown only in some states: messages, alerts, rows) are reported as
+        not checked when absent; keys with ``{placeholders}`` are not checked. Nothing is clicked."""
+        maybe = set(optional)
+        where = self.page.url.split("?")[0].removeprefix(self.base_url) or "/"
+        result = ScreenCheck(self.name, screen, where)
+        for key in self.selectors.specs.get(screen) or {}:
+            name = f"{screen}.{key}"
+            if any("{" in str(v) for v in self.selectors.spec(name).values()):
+                result.not_checked.append(key)
+                continue
+            try:
+                found = self.el(name).count() > 0
+            except Exception:  # a spec Playwright cannot use counts as not found
+                found = False
+            if found:
+                result.resolved.append(key)
+            elif key in maybe:
+                result.not_checked.append(key)
+            else:
+                result.missing.append(f"{name}")
+        return result
 
     def expect_visible(self, name: str, timeout_ms: int = 10_000, **values: str) -> Locator:
         """The element, once visible; a clear PageChanged when it never appears."""

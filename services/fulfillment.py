@@ -27,7 +27,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from json import JSONDecodeError
 from types import SimpleNamespace
@@ -43,7 +43,7 @@ from sp_api.auth import AccessTokenClient, AccessTokenResponse
 from sp_api.auth.exceptions import AuthorizationError
 from sp_api.base import ApiResponse, SellingApiException
 
-from kuroko.connections import Connection, Connections
+from kuroko.connections import CheckLine, Connection, Connections, checked
 from kuroko.errors import ApiError, BusinessRuleError, ConfigurationError, SiteUnavailable
 from kuroko.settings import KurokoSettings, load, secret_values
 
@@ -961,6 +961,45 @@ class AmazonFulfillment:
     def cancel_order(self, seller_fulfillment_order_id: str) -> None:
         """Ask Amazon not to ship (possible only before the order is being processed)."""
         self._call("cancelFulfillmentOrder", self._client.cancel_fulfillment_order, seller_fulfillment_order_id)
+
+    def check(self, order: str | None = None) -> list[CheckLine]:
+        """`kuroko check`: an access token from Login with Amazon, one read call (listAllFulfillmentOrders
+        for the last day), the marketplace, and the quota header Amazon sent. Nothing is created."""
+        system = "sp-api"
+
+        def token() -> str:
+            try:
+                self._client.auth  # noqa: B018 - fetches (and caches) the access token
+            except AuthorizationError as exc:
+                raise self._token_error("the access token", exc) from None
+            except httpx.HTTPError as exc:
+                raise SiteUnavailable(f"Login with Amazon ({self.settings.lwa_url}) could not be reached "
+                                      f"({type(exc).__name__})") from None
+            return f"Login with Amazon issued an access token (app {self.settings.lwa_client_id})"
+
+        lines = [checked(system, "token", token)]
+        if not lines[0].ok:
+            return lines
+        seen: dict[str, str] = {}
+
+        def read_call() -> str:
+            since = (datetime.now(UTC) - timedelta(days=1)).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+            response = self._call("listAllFulfillmentOrders", self._client.list_all_fulfillment_orders,
+                                  queryStartDate=since)
+            orders = (response.payload or {}).get("fulfillmentOrders") or []
+            headers = getattr(response, "headers", None) or {}
+            seen.update({k: str(v) for k, v in headers.items() if k.lower().startswith("x-amzn-ratelimit")})
+            return f"listAllFulfillmentOrders answered ({len(orders)} orders in the last day) on {self._endpoint}"
+
+        lines.append(checked(system, "read call", read_call))
+        lines.append(CheckLine(system, "marketplace", True, f"{self.settings.marketplace_id}"
+                               + (" (Amazon.co.jp)" if self.settings.marketplace_id == "A1VC38T7YXB528" else
+                                  " — not Amazon.co.jp (A1VC38T7YXB528): check KUROKO_MARKETPLACE_ID")))
+        if lines[1].ok:
+            lines.append(CheckLine(system, "quota headers", True,
+                                   ", ".join(f"{k}: {v}" for k, v in seen.items()) or
+                                   "no x-amzn-RateLimit-Limit header sent (the default usage plans apply)"))
+        return lines
 
     def request_count(self) -> int:
         return self._requests

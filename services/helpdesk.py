@@ -35,7 +35,7 @@ from zenpy.lib.api_objects import Comment as ZenpyComment
 from zenpy.lib.api_objects import Ticket as ZenpyTicket
 from zenpy.lib.exception import APIException, RatelimitBudgetExceeded, ZenpyException
 
-from kuroko.connections import Connection, Connections
+from kuroko.connections import CheckLine, Connection, Connections, checked
 from kuroko.errors import ApiError, ConfigurationError, SiteUnavailable
 from kuroko.settings import KurokoSettings, load, secret_values
 
@@ -268,6 +268,33 @@ class ZendeskHelpdesk:
         if self._me is None:
             self._me = int(self._call("read the robot's own Zendesk user", self._zenpy.users.me).id)
         return self._me
+
+    def check(self, order: str | None = None) -> list[CheckLine]:
+        """`kuroko check`: the credentials (users/me), the intake's search, the hold tag. Read-only."""
+        from kuroko.settings import get_settings
+
+        system = "zendesk"
+
+        def me() -> str:
+            user = self._call("read the robot's own Zendesk user", self._zenpy.users.me)
+            if getattr(user, "id", None) is None:
+                raise ApiError(f"Zendesk answered users/me without a user. {ADVICE[401]}", code="401")
+            self._me = int(user.id)
+            return f"signed in as {user.name} <{user.email}> ({user.role}) on {self._settings.zendesk_url}"
+
+        lines = [checked(system, "credentials", me)]
+        if not lines[0].ok:
+            return lines
+        lines.append(checked(system, "intake search",
+                             lambda: f"{len(self.order_mail_tickets())} unsolved Rakuten order mails found"))
+        hold_tag = get_settings().hold_tag
+
+        def hold() -> str:
+            held = self._search_tickets("search the held tickets", f"type:ticket tags:{hold_tag}")
+            return f"hold tag {hold_tag!r} (KUROKO_HOLD_TAG): on {len(held)} tickets now"
+
+        lines.append(checked(system, "hold tag", hold))
+        return lines
 
     # --- reading ---------------------------------------------------------------------------------
     def _search_tickets(self, what: str, query: str) -> list[TicketView]:

@@ -17,7 +17,7 @@ from conftest import Sandbox, screenshot_path
 from playwright.sync_api import Dialog, Route
 
 from kuroko.browser import Browser
-from kuroko.errors import PageChanged, SessionExpired, SiteUnavailable
+from kuroko.errors import LoginRefused, PageChanged, SiteUnavailable
 from kuroko.settings import Settings
 from pages.base import SELECTORS_DIR, Selectors
 from pages.boss.order_detail import BossOrderDetail, BossOrderView, OrderNotInBoss
@@ -87,7 +87,7 @@ def selector_keys() -> list[str]:
 def test_wrong_password_is_refused_with_the_page_message_and_the_right_one_works(
         boss: Boss, sandbox: Sandbox) -> None:
     wrong = boss.site_with("not-the-password")
-    with pytest.raises(SessionExpired) as refused:
+    with pytest.raises(LoginRefused) as refused:
         wrong.goto("/orders")
     assert "The user ID or password is incorrect." in str(refused.value)
     assert "not-the-password" not in str(refused.value)
@@ -390,7 +390,7 @@ def test_page_objects_use_exactly_the_keys_in_the_file(boss: Boss, sandbox: Sand
     number = sandbox.place_order([SIM])["order_number"]
     wrong = boss.site_with("wrong")
     wrong.page.goto(wrong.url("/login"))
-    with pytest.raises(SessionExpired):
+    with pytest.raises(LoginRefused):
         wrong.login()
     boss.orders.read()
     boss.detail.delete_order(number)

@@ -19,7 +19,7 @@ from kuroko.settings import get_settings
 DATA_SIM = "SIM-DATA-30D-20GB"
 
 
-@pytest.mark.parametrize("command", [["run", "--once"], ["schedule"]])
+@pytest.mark.parametrize("command", [["run", "--once"], ["schedule", "--no-check"]])
 def test_a_missing_chromium_stops_the_run_and_holds_nothing(sandbox: Sandbox, settings_env: Path, tmp_path: Path,
                                                             command: list[str]) -> None:
     number = sandbox.place_order([DATA_SIM])["order_number"]

@@ -17,7 +17,7 @@ import pytest
 from conftest import Sandbox, screenshot_path
 
 from kuroko.browser import Browser
-from kuroko.errors import OrderMismatch, PageChanged, SessionExpired, SiteUnavailable, UnknownValue, UnsafeLink
+from kuroko.errors import LoginRefused, OrderMismatch, PageChanged, SiteUnavailable, UnknownValue, UnsafeLink
 from kuroko.settings import Settings
 from pages.base import Selectors
 from pages.rakuten.order_page import RmsOrderPage
@@ -119,7 +119,7 @@ def test_wrong_password_is_refused_with_a_clear_message(rms_browser: Browser, sa
     robot.site.page.goto(robot.sandbox.urls["rms"] + "/login")
     robot.site.expect_visible("login.heading")
     robot.shoot("rms_login")
-    with pytest.raises(SessionExpired, match="KUROKO_RMS_PASSWORD"):
+    with pytest.raises(LoginRefused, match="KUROKO_RMS_PASSWORD"):
         robot.page.open(robot.url(number))
     alert = robot.site.expect_visible("login.error")
     assert "R-Login IDまたはパスワードが正しくありません" in alert.inner_text()
@@ -374,6 +374,9 @@ def test_every_selector_resolves_on_its_screen(rms: Rms, sandbox: Sandbox) -> No
     site.el("mail_preview.order_number").fill("")
     click("mail_preview.send_button", accept=True)
     resolves("mail_preview.error")
+
+    page.goto(sandbox.urls["rms"] + "/rms/order")  # the landing page (`kuroko check` recognises it)
+    resolves(*screen("order_list"))
 
     page.goto(rms.url("381234-20261120-0000000000"))
     resolves(*screen("not_found"))

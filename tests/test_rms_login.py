@@ -12,7 +12,7 @@ from conftest import Sandbox, screenshot_path
 from test_rms import SIM, SITE, Rms, make_rms
 
 from kuroko.browser import Browser
-from kuroko.errors import ConfigurationError, LoginBlocked, PageChanged, SessionExpired
+from kuroko.errors import ConfigurationError, LoginBlocked, LoginRefused, PageChanged
 
 # test_rms.py's fixtures: one Chromium for the module, a fresh RMS context and robot per test.
 shared_browser = test_rms.shared_browser
@@ -123,7 +123,7 @@ def test_repeated_failures_lock_the_account(rms_browser: Browser, sandbox: Sandb
     knobs(sandbox, lock_after=2)
     number = sandbox.place_order([SIM])["order_number"]
     wrong = make_rms(rms_browser, sandbox, password="not-the-password")
-    with pytest.raises(SessionExpired, match=r"R-Login refused.*KUROKO_RMS_PASSWORD"):
+    with pytest.raises(LoginRefused, match=r"R-Login refused.*KUROKO_RMS_PASSWORD"):
         wrong.page.open(wrong.url(number))
     with pytest.raises(LoginBlocked, match="locked the account"):
         wrong.page.open(wrong.url(number))
@@ -146,7 +146,7 @@ def test_wrong_member_password_is_refused_with_the_member_settings_named(rms_bro
     number = sandbox.place_order([SIM])["order_number"]
     robot = make_rms(rms_browser, sandbox)
     robot.site._member_password = "not-the-member-password"
-    with pytest.raises(SessionExpired, match=r"楽天会員 login was refused.*KUROKO_RMS_MEMBER_PASSWORD"):
+    with pytest.raises(LoginRefused, match=r"楽天会員 login was refused.*KUROKO_RMS_MEMBER_PASSWORD"):
         robot.page.open(robot.url(number))
     shoot(robot, "member-refused")
     assert logins(sandbox)["refused"] == {"rlogin": 0, "member": 1}

@@ -12,7 +12,7 @@ import pytest
 from conftest import Sandbox, screenshot_path
 
 from kuroko.browser import Browser
-from kuroko.errors import PageChanged, SessionExpired, SiteUnavailable, UnknownValue
+from kuroko.errors import LoginRefused, PageChanged, SiteUnavailable, UnknownValue
 from kuroko.settings import Settings
 from pages.base import Selectors
 from pages.tamago.customer_search import TamagoCustomerSearch
@@ -103,7 +103,7 @@ def test_wrong_password_is_refused_with_a_clear_message(tamago_browser: Browser,
     robot.site.page.goto(sandbox.urls["tamago"] + "/login")
     robot.site.expect_visible("login.heading")
     robot.shoot("login")
-    with pytest.raises(SessionExpired, match="KUROKO_TAMAGO_PASSWORD"):
+    with pytest.raises(LoginRefused, match="KUROKO_TAMAGO_PASSWORD"):
         robot.search.flagged()
     assert "ログインIDまたはパスワードが正しくありません" in robot.site.expect_visible("login.error").inner_text()
     assert robot.logins == [] and len(sandbox.audit("tamago", "login_refused")) == 1

@@ -202,6 +202,7 @@ def run_bench(console: Console, *, orders: int, seed: int, data_dir: Path) -> di
         api_errors = [s for o in known.values() for s in ledger.steps(o.id)
                       if s.error_code in ("429", "QuotaExceeded")]
         summary = admin.summary()
+        rms_logins = admin.get("/admin/rms/logins")
         result = {
             "orders": orders,
             "seed": seed,
@@ -219,6 +220,8 @@ def run_bench(console: Console, *, orders: int, seed: int, data_dir: Path) -> di
             "429_surfaced_to_runner_and_retried": len(api_errors),
             "held_because_of_429": sum(1 for o in known.values() if o.state == "held"
                                        and o.hold_code in ("429", "QuotaExceeded")),
+            "rms_full_logins": rms_logins["full_logins"],
+            "rms_login_submissions": rms_logins["submissions"],
         }
         ledger.close()
     return result
@@ -238,6 +241,10 @@ def print_result(console: Console, result: dict[str, Any]) -> None:
     console.print("Per-order figures are means over the order's whole life; the BOSS list is read once per pass "
                   "(counted per pass above), not per order.")
     seen = result["responses_429"]
+    if "rms_full_logins" in result:
+        console.print(f"RMS full logins (both stages and the notices): {result['rms_full_logins']} "
+                      f"(credentials submitted: {result['rms_login_submissions']}); saved logins are reused between "
+                      "passes, so a day needs few.")
     console.print(f"Rakuten orders placed {result['placed_orders']}: completed {result['completed']}, held "
                   f"{result['held']}, lost {result['lost']}.")
     verdict = ("every one retried successfully" if not result["held_because_of_429"]

@@ -36,6 +36,9 @@ PauseOpt = Annotated[bool, typer.Option("--pause-on-error", help="Open the Playw
                                                                   "step (use with --headed).")]
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Walk the steps, touch nothing, print what would "
                                                           "have been done.")]
+PersistentDryRunOpt = Annotated[bool, typer.Option(
+    "--dry-run", help="Walk the steps, touch nothing, print what would have been done; the dry runs keep a "
+                      "ledger of their own ($KUROKO_DATA_DIR/dry-run/) so waits carry over from pass to pass.")]
 ProcedureOpt = Annotated[str | None, typer.Option("--procedure", "-p", help="The procedure the item belongs to "
                                                                            "(when a key names items of several).")]
 ProceduresOpt = Annotated[list[str] | None, typer.Option("--procedure", "-p", help="Only this procedure (repeat for "
@@ -47,14 +50,16 @@ def fail(message: str, code: int = 2) -> NoReturn:
     raise typer.Exit(code)
 
 
-def open_ledger(settings: Settings, *, upgrade: bool = True) -> Ledger:
-    """The ledger; an older one is upgraded by the commands that write (``upgrade``) and refused
-    with the command to run by those that only look (status, show, report)."""
+def open_ledger(settings: Settings, *, upgrade: bool = True, dry_run: bool = False) -> Ledger:
+    """The real ledger — an older one is upgraded by the commands that write (``upgrade``) and
+    refused with the command to run by those that only look (status, show, report) — or the dry
+    runs' own (seeded from the real one the first time)."""
     try:
+        if dry_run:
+            return Ledger.for_dry_run(settings.ledger_database_url(), settings.dry_run_ledger_path())
         return Ledger(settings.ledger_database_url(), upgrade=upgrade)
     except ConfigurationError as exc:
         fail(exc.message)
-        raise AssertionError from exc
 
 
 def local(settings: Settings, moment: datetime | None) -> str:
@@ -90,14 +95,14 @@ def load_procedures_or_fail(names: list[str] | None = None) -> list[Any]:
 
 def make_runner(settings: Settings, *, procedures: list[str] | None = None, dry_run: bool = False,
                 headed: bool = False, slow_mo: int = 0, trace: str = "retain-on-failure", listener: Any = None,
-                pause_on_error: bool = False) -> Any:
+                pause_on_error: bool = False, persistent_dry_run: bool = False) -> Any:
     from kuroko.connections import Connections
     from kuroko.logs import setup_logging
     from kuroko.runner import Runner
 
     chosen = load_procedures_or_fail(procedures)
     setup_logging(settings, console=listener is None)
-    ledger = open_ledger(settings)
+    ledger = open_ledger(settings, dry_run=dry_run and persistent_dry_run)
     if trace not in ("retain-on-failure", "on", "off"):
         fail(f"--trace {trace!r}: use retain-on-failure, on or off")
     if pause_on_error and not headed:
@@ -132,7 +137,7 @@ def configuration_stop(exc: ConfigurationError) -> NoReturn:
 
 @app.command()
 def run(once: Annotated[bool, typer.Option("--once", help="One pass over the due items, then exit.")] = False,
-        procedure: ProceduresOpt = None, dry_run: DryRunOpt = False, headed: HeadedOpt = False,
+        procedure: ProceduresOpt = None, dry_run: PersistentDryRunOpt = False, headed: HeadedOpt = False,
         slow_mo: SlowMoOpt = 0, pause_on_error: PauseOpt = False,
         interval: Annotated[float, typer.Option(help="Seconds between passes (without --once).")] = 60,
         trace: Annotated[str, typer.Option(help="retain-on-failure | on | off")] = "retain-on-failure") -> None:
@@ -142,7 +147,8 @@ def run(once: Annotated[bool, typer.Option("--once", help="One pass over the due
     settings = get_settings()
     with PassProgress(console) as progress:
         runner = make_runner(settings, procedures=procedure, dry_run=dry_run, headed=headed, slow_mo=slow_mo,
-                             trace=trace, listener=progress.listener, pause_on_error=pause_on_error)
+                             trace=trace, listener=progress.listener, pause_on_error=pause_on_error,
+                             persistent_dry_run=True)
 
         def stop(signum: int, _frame: Any) -> None:
             runner.stop_requested = True
@@ -322,31 +328,83 @@ def replay(item_ref: Annotated[str, typer.Argument(metavar="ITEM", help="The ite
 
 @app.command()
 def report(output: Annotated[Path | None, typer.Option("--output", "-o", help="Where to write the HTML.")] = None,
-           lang: Annotated[str, typer.Option(help="ja or en.")] = "ja") -> None:
+           lang: Annotated[str, typer.Option(help="ja or en.")] = "ja",
+           dry_run: Annotated[bool, typer.Option("--dry-run", help="Report the dry runs' ledger instead: what "
+                                                                  "Kuroko would have done, item by item.")] = False,
+           ) -> None:
     """Write one self-contained HTML report of every work item, by procedure, with audit trails and evidence."""
-    from kuroko.ops.report import write_report
+    from kuroko.ops.report import dry_run_lines, write_report
 
     settings = get_settings()
     titles = {p.name: p.title for p in load_procedures_or_fail()}
     if lang not in ("ja", "en"):
         fail(f"--lang {lang!r}: use ja or en")
-    path = write_report(settings, open_ledger(settings, upgrade=False), output or settings.data_dir / "report.html",
-                        titles=titles, lang=lang)
+    if not dry_run:
+        path = write_report(settings, open_ledger(settings, upgrade=False),
+                            output or settings.data_dir / "report.html", titles=titles, lang=lang)
+        console.print(f"Report written: {path.resolve()}")
+        return
+    if not settings.dry_run_ledger_path().exists():
+        fail(f"no dry run yet ({settings.dry_run_ledger_path()} does not exist): run `kuroko run --dry-run` or "
+             "`kuroko schedule --dry-run` first")
+    ledger = open_ledger(settings, dry_run=True)
+    console.print("[bold]Dry run: what Kuroko would have done, item by item[/] (nothing was changed anywhere):")
+    for line in dry_run_lines(settings, ledger, titles=titles):
+        console.print(line, soft_wrap=True, highlight=False, markup=False)
+    path = write_report(settings, ledger, output or settings.dry_run_ledger_path().parent / "report.html",
+                        title="Kuroko dry run: what would have been done", titles=titles, lang=lang)
     console.print(f"Report written: {path.resolve()}")
 
 
 @app.command()
-def schedule(file: Annotated[Path | None, typer.Option("--file", help="Schedule TOML.")] = None) -> None:
-    """Run unattended: APScheduler runs the jobs in schedules/default.toml until SIGINT/SIGTERM. A wrong
-    setting stops every job and exits non-zero (whatever supervises the robot restarts it after the fix)."""
+def check(order: Annotated[str | None, typer.Option("--order", metavar="NUMBER",
+                                                    help="A known order: its pages are opened (read only) so their "
+                                                         "selectors are checked too.")] = None,
+          procedure: ProceduresOpt = None, headed: HeadedOpt = False) -> None:
+    """A read-only preflight of every configured system: one line each, what was found or what to fix.
+    Signs in (login forms, notices) and reads; never clicks anything that changes something. Exits
+    non-zero when something needs fixing."""
+    from kuroko.logs import setup_logging
+    from kuroko.ops.check import print_results, run_checks
+
+    settings = get_settings()
+    chosen = load_procedures_or_fail(procedure)
+    setup_logging(settings, console=False)
+    if not print_results(console, run_checks(settings, chosen, order=order, headless=False if headed else None)):
+        raise typer.Exit(1)
+
+
+@app.command()
+def schedule(file: Annotated[Path | None, typer.Option("--file", help="Schedule TOML.")] = None,
+             dry_run: PersistentDryRunOpt = False,
+             no_check: Annotated[bool, typer.Option("--no-check", help="Start without `kuroko check` first.")] = False,
+             ) -> None:
+    """Run unattended: APScheduler runs the jobs in schedules/default.toml until SIGINT/SIGTERM. It runs
+    `kuroko check` first and refuses to start on a failure. A wrong setting stops every job and exits
+    non-zero (whatever supervises the robot restarts it after the fix)."""
     from kuroko.logs import setup_logging
     from kuroko.ops.schedule import DEFAULT_SCHEDULE, run_schedule
 
     settings = get_settings()
     procedures = {p.name: p for p in load_procedures_or_fail()}
+
+    def preflight() -> str | None:
+        """`kuroko check` (once this scheduler holds the lock): what needs fixing, or None."""
+        from rich.markup import escape
+
+        from kuroko.ops.check import print_results, run_checks
+
+        console.print("kuroko check before starting:")
+        lines = run_checks(settings, list(procedures.values()))
+        if print_results(console, lines):
+            return None
+        failed = "\n".join(escape(f"  {line.system}: {line.what} — {line.found}") for line in lines if not line.ok)
+        return f"kuroko check found something to fix; the scheduler did not start:\n{failed}"
+
     setup_logging(settings)
     try:
-        run_schedule(file or DEFAULT_SCHEDULE, settings, procedures)
+        run_schedule(file or DEFAULT_SCHEDULE, settings, procedures, dry_run=dry_run,
+                     preflight=None if no_check else preflight)
     except ConfigurationError as exc:
         configuration_stop(exc)
 

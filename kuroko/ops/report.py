@@ -7,9 +7,12 @@ opens them."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from kuroko.ledger import ItemState, Ledger, wall_now
+from kuroko.logs import redact
 from kuroko.settings import Settings
 
 
@@ -63,3 +66,35 @@ def write_report(settings: Settings, ledger: Ledger, path: Path, *, title: str =
                       written=wall_now())
     path.write_text(document, encoding="utf-8")
     return path
+
+
+DRY_RUN_ACTOR = "robot (dry run)"
+
+
+def _when(settings: Settings, moment: datetime | None) -> str:
+    return moment.astimezone(ZoneInfo(settings.timezone)).strftime("%Y-%m-%d %H:%M") if moment else "-"
+
+
+def dry_run_lines(settings: Settings, ledger: Ledger, *, titles: dict[str, str] | None = None) -> list[str]:
+    """What the dry runs would have done, item by item (the audit rows written by ``Effects.do`` in a
+    dry run), with each item's state and next step in the dry-run ledger."""
+    titles = titles or {}
+    by_item: dict[int | None, list[str]] = {}
+    for event in ledger.audit_trail():
+        if event.actor != DRY_RUN_ACTOR:
+            continue
+        detail = redact(event.detail or "")
+        what = (event.action.removeprefix("step ") if event.action.startswith("step ")
+                else f"would {event.action} on {event.system}")
+        by_item.setdefault(event.item_id, []).append(f"    {_when(settings, event.at)}  {what}  {detail}".rstrip())
+    lines: list[str] = []
+    for item in ledger.items():
+        actions = by_item.pop(item.id, [])
+        where = {"done": "done", "held": f"held: {item.hold_reason}"}.get(
+            item.state, f"next: {item.step} at {_when(settings, item.next_due_at)}")
+        lines.append(f"{item.key} ({titles.get(item.procedure, item.procedure)}) — {where}")
+        lines += actions or ["    nothing to do"]
+    for actions in by_item.values():  # actions not tied to one item (intake)
+        lines.append("(intake)")
+        lines += actions
+    return lines

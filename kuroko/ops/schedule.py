@@ -126,16 +126,26 @@ def _now(timezone: str) -> Any:
     return datetime.now(ZoneInfo(timezone))
 
 
-def run_schedule(path: Path, settings: Settings, procedures: dict[str, Procedure]) -> None:
-    """Block until SIGINT/SIGTERM (or a configuration error in a job, raised here)."""
+def run_schedule(path: Path, settings: Settings, procedures: dict[str, Procedure], *, dry_run: bool = False,
+                 preflight: Callable[[], str | None] | None = None) -> None:
+    """Block until SIGINT/SIGTERM (or a configuration error in a job, raised here). With ``dry_run``
+    every pass is a dry run on the dry runs' own ledger (kept across passes); the real one is not
+    written."""
     from kuroko.clock import clock_from_url
     from kuroko.connections import Connections
     from kuroko.ledger import Ledger
     from kuroko.runner import Runner
 
-    lock = ScheduleLock(settings.data_dir)
+    lock = ScheduleLock(settings.dry_run_ledger_path().parent if dry_run else settings.data_dir)
     lock.acquire()
-    ledger = Ledger(settings.ledger_database_url())
+    if preflight is not None:  # `kuroko check`: a failure is a configuration error, the scheduler does not start
+        load_jobs(path, procedures)
+        problem = preflight()
+        if problem is not None:
+            lock.release()
+            raise ConfigurationError(problem)
+    ledger = (Ledger.for_dry_run(settings.ledger_database_url(), settings.dry_run_ledger_path()) if dry_run
+              else Ledger(settings.ledger_database_url()))
     clock = clock_from_url(settings.clock_url)
     current: list[Runner] = []
     stopping: list[bool] = []
@@ -148,11 +158,15 @@ def run_schedule(path: Path, settings: Settings, procedures: dict[str, Procedure
         # Connections per pass: zenpy reads its sandbox switches from the process environment, so
         # a helpdesk client is never shared between the scheduler's threads.
         connections = Connections(settings)
-        runner = Runner(settings, ledger, connections, clock, procedures=[procedures[n] for n in names])
+        runner = Runner(settings, ledger, connections, clock, procedures=[procedures[n] for n in names],
+                        dry_run=dry_run)
         current[:] = [runner]
         try:
             report = runner.run_pass()
-            logger.info("pass of {} done: {} items run ({})", ", ".join(names), report.items_run, dict(report.outcomes))
+            logger.info("{}pass of {} done: {} items run ({})", "dry-run " if dry_run else "", ", ".join(names),
+                        report.items_run, dict(report.outcomes))
+            for action in report.actions if dry_run else []:
+                logger.info("dry run: {}", action)
         except ConfigurationError as exc:
             logger.error("configuration: {} — stopping every job", exc.message)
             fatal.append(exc)

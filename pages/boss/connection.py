@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from kuroko.connections import Connection, Connections
+from kuroko.connections import CheckLine, Connection, Connections, checked
 from kuroko.settings import load
 from pages.boss.settings import BossSettings
 
@@ -66,6 +66,45 @@ class BossBackOffice:
 
     def metrics(self) -> dict[str, int]:
         return {"boss_list_reads": self.list_reads}
+
+    def check(self, order: str | None = None) -> list[CheckLine]:
+        """`kuroko check`: sign in, the Order List recognised and read, its selectors (and, with
+        ``order``, the Order Detail's) resolve. Nothing is clicked: the detail page is only read."""
+        from kuroko.errors import PageChanged
+
+        site = self.site()
+        lines = [checked(SITE, "login", lambda: self._signed_in(site))]
+        if not lines[0].ok:
+            return lines
+
+        def order_list() -> str:
+            self._listing = None
+            listing = self.listing()
+            keys = site.check_keys("order_list", optional=() if listing.orders else ("row",))
+            if not keys.ok:
+                raise PageChanged(keys.describe())
+            return f"Order List recognised, {len(listing.orders)} orders listed; {keys.describe()}"
+
+        lines.append(checked(SITE, "order list", order_list))
+
+        def order_detail() -> str:
+            if order is None:
+                return "not checked: give --order NUMBER (an order BOSS lists) to check the Order Detail page"
+            view = self.detail.open(order)
+            keys = site.check_keys("order_detail", optional=("delete_button",))
+            if not keys.ok:
+                raise PageChanged(keys.describe())
+            return f"order {order} read ({view.state}); {keys.describe()} (nothing clicked)"
+
+        lines.append(checked(SITE, "order detail", order_detail))
+        lines.append(CheckLine(SITE, "not checked", True, "login.error (shown only on a refused login), "
+                                                          "not_found (shown only for an unknown order)"))
+        return lines
+
+    def _signed_in(self, site: BossSite) -> str:
+        site.goto("/orders")
+        site.expect_visible("order_list.heading")
+        return f"signed in as {site.user}"
 
 
 BOSS = Connection("boss", BossBackOffice, sites=(SITE,))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-from kuroko.errors import SessionExpired
+from kuroko.errors import LoginRefused
 from pages.base import Site
 
 
@@ -16,11 +16,11 @@ class BossSite(Site):
         """Log in; a refused login says what the page said (never the password)."""
         try:
             super().login()
-        except SessionExpired as exc:
+        except LoginRefused as exc:
             said = self.page_message()
             if not said:
                 raise
-            raise SessionExpired(
+            raise LoginRefused(
                 f"boss: login refused, the page says {said!r}; check the KUROKO_BOSS_USER and "
                 "KUROKO_BOSS_PASSWORD settings"
             ) from exc

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from kuroko.connections import Connection, Connections
+from kuroko.connections import CheckLine, Connection, Connections, checked
 from kuroko.errors import UnsafeLink
 from kuroko.settings import load
 from pages.rakuten.settings import RmsSettings
@@ -71,6 +71,56 @@ class RakutenRms:
         self._site = None
         self._page = None
         self._view = None
+
+    def check(self, order: str | None = None) -> list[CheckLine]:
+        """`kuroko check`: both sign-in stages and the notices, the landing page (受注一覧) recognised,
+        and with ``order`` the order page read and its selectors resolved. Nothing is clicked but
+        the sign-in buttons; no form of an order is opened."""
+        from kuroko.errors import PageChanged
+
+        site = self.site()
+
+        def signed_in() -> str:
+            site.goto("/rms/order")
+            site.expect_visible("order_list.heading")
+            return (f"signed in through R-Login ({site.user}) and the 楽天会員 login ({site.member_user}), "
+                    "notices acknowledged")
+
+        lines = [checked(SITE, "login", signed_in)]
+        if not lines[0].ok:
+            return lines
+
+        def landing() -> str:
+            keys = site.check_keys("order_list")
+            if not keys.ok:
+                raise PageChanged(keys.describe())
+            return f"landing page 受注一覧 recognised; {keys.describe()}"
+
+        lines.append(checked(SITE, "landing page", landing))
+
+        def order_page() -> str:
+            if order is None:
+                return "not checked: give --order NUMBER (an RMS order) to check the order page's selectors"
+            view = self.page.open(self.order_url(order))
+            optional = {"error", "confirmed_message", "mail_sent_message", "shipping_added_message",
+                        "shipping_updated_message"}
+            if view.status != "注文確認待ち":
+                optional.add("confirm_button")
+            if not view.mails:
+                optional |= {"mail_row", "mail_sent_at", "mail_template", "mail_subject", "mail_id"}
+            if not view.shipping_rows:
+                optional |= {"shipping_row", "shipping_detail_id", "shipping_row_company", "shipping_row_date",
+                             "shipping_row_tracking", "shipping_edit_link"}
+            keys = site.check_keys("order", optional=optional)
+            if not keys.ok:
+                raise PageChanged(keys.describe())
+            return f"order {order} read ({view.status}); {keys.describe()} (nothing clicked)"
+
+        lines.append(checked(SITE, "order page", order_page))
+        lines.append(CheckLine(SITE, "not checked", True,
+                               "mail_template, mail_preview, shipping_edit (reached only on the way to a change), "
+                               "password_change, verify, locked (shown only when a person must act), not_found"))
+        return lines
 
 
 def check_link(url: str, allowed_base: str) -> None:

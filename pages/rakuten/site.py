@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 from playwright.sync_api import Page
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-from kuroko.errors import LoginBlocked, PageChanged, SessionExpired, SiteUnavailable
+from kuroko.errors import LoginBlocked, LoginRefused, PageChanged, SiteUnavailable
 from pages.base import Selectors, Site
 
 MAX_NOTICES = 10
@@ -88,7 +88,7 @@ class RmsSite(Site):
         self._submit("login.submit")
         screen = self.screen()
         if screen == "login":
-            raise SessionExpired(f"{self.name}: R-Login refused the login{self._alert('login.error')}; check the "
+            raise LoginRefused(f"{self.name}: R-Login refused the login{self._alert('login.error')}; check the "
                                  "KUROKO_RMS_USER and KUROKO_RMS_PASSWORD settings")
         self._stop_if_blocked(screen, "rlogin")
         if screen != "member_login":
@@ -99,7 +99,7 @@ class RmsSite(Site):
         self._submit("member_login.submit")
         screen = self.screen()
         if screen == "member_login":
-            raise SessionExpired(f"{self.name}: the 楽天会員 login was refused{self._alert('member_login.error')}; "
+            raise LoginRefused(f"{self.name}: the 楽天会員 login was refused{self._alert('member_login.error')}; "
                                  "check the KUROKO_RMS_MEMBER_USER and KUROKO_RMS_MEMBER_PASSWORD settings")
         self._stop_if_blocked(screen, "member")
 
