@@ -5,7 +5,7 @@ zenpy unmodified), the clock moved — never slept."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import date, timedelta
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -40,7 +40,7 @@ def mcf_order(robot: Robot, sandbox: Sandbox, skus: dict[str, int] | list[str], 
     return number, mcf_id
 
 
-def drive(robot: Robot, sandbox: Sandbox, *, days: float, every_hours: float = 6) -> None:
+def drive(robot: Robot, sandbox: Sandbox, *, days: float, every_hours: float = 12) -> None:
     for _ in range(int(days * 24 / every_hours)):
         sandbox.advance(hours=every_hours)
         robot.run_pass()
@@ -56,11 +56,11 @@ def edd(robot: Robot, mcf_id: str) -> date:
     return date.fromisoformat(parcel(robot, mcf_id).facts["edd"])
 
 
-def until_day(robot: Robot, sandbox: Sandbox, day: date, hour: int = 12) -> None:
-    """Run a pass every 6 hours until ``day`` ``hour``:00 in Japan."""
-    while sandbox.now().astimezone(JST) < sandbox.now().astimezone(JST).replace(
-            year=day.year, month=day.month, day=day.day, hour=hour, minute=0, second=0, microsecond=0):
-        sandbox.advance(hours=6)
+def until_day(robot: Robot, sandbox: Sandbox, day: date, hour: int = 12, every_hours: float = 12) -> None:
+    """Run a pass every ``every_hours`` until ``day`` ``hour``:00 in Japan (the last pass at that hour)."""
+    target = datetime.combine(day, time(hour), tzinfo=JST)
+    while (left := (target - sandbox.now()).total_seconds() / 3600) > 0:
+        sandbox.advance(hours=min(every_hours, left))
         robot.run_pass()
 
 
