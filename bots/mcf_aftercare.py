@@ -406,7 +406,7 @@ def follow_package(ctx: StepContext, order: McfOrder, shipment: McfShipment, pac
                 p["unknown"].append(value)
     else:
         p["status"] = "no tracking yet"
-    if DAMAGED_EVENT in info.event_codes:
+    if DAMAGED_EVENT in info.event_codes and not p.get("damaged"):
         open_parcel_claim(ctx, ClaimKind.DAMAGED, order, shipment, package, edd, info)
         p["damaged"] = True
     if info.delivered:
@@ -432,7 +432,9 @@ def follow_package(ctx: StepContext, order: McfOrder, shipment: McfShipment, pac
                 return None
             return min(deadline, ctx.now + timedelta(hours=r.aftercare_poll_hours))
     if info.status_key in RETURN_STATUSES or any(e.code in RETURN_EVENTS for e in info.events):
-        returned_note(ctx, order, package, info)
+        if not p.get("returned_noted"):
+            returned_note(ctx, order, package, info)
+            p["returned_noted"] = True
         p["outcome"] = "returned"
         if info.status_key in ("RETURNED", "RETURNRECEIVEDINFC") or "EVENT_309" in info.event_codes:
             p["settled"] = True

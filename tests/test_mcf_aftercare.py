@@ -262,3 +262,16 @@ def test_complete_partialled_ships_the_cancelled_unit_from_the_office(robot: Rob
     item = parcel(robot, mcf_id)
     assert item.state == "done" and item.facts["office_mailed"]
     assert len([n for n in aftercare_notes(sandbox, number, mcf_id) if "kuroko ship" in n]) == 1
+
+
+# --- open sets: a status or event code with no rule ---------------------------------------------
+def test_an_unknown_tracking_status_and_event_are_recorded_and_shown_never_a_crash(robot: Robot,
+                                                                                  sandbox: Sandbox) -> None:
+    number, mcf_id = mcf_order(robot, sandbox, [DATA_SIM], fate="unknown")
+    drive(robot, sandbox, days=3)
+    item = parcel(robot, mcf_id)
+    assert item.state == "active" and item.hold_code is None
+    assert {"EVENT_444", "FORWARDED"} <= set(item.facts["unknown_values"])
+    shown = [s.detail or "" for s in robot.ledger.steps(item.id)]
+    assert any("EVENT_444" in d for d in shown), "shown in the step's detail (kuroko show)"
+    assert aftercare_notes(sandbox, number, mcf_id) == [] and list_claims(robot.ledger) == []
