@@ -277,7 +277,7 @@ def test_extra_procedures_are_registered_by_import_path_and_checked(monkeypatch:
     monkeypatch.setenv("KUROKO_EXTRA_PROCEDURES", "toy_procedure:procedure")
     reload_settings()
     try:
-        assert set(load_procedures()) == {"rakuten_sim_order", "toy_greeting"}
+        assert set(load_procedures()) == {"rakuten_sim_order", "mcf_aftercare", "toy_greeting"}
         monkeypatch.setenv("KUROKO_EXTRA_PROCEDURES", "fakes:FakeDesk")
         reload_settings()
         with pytest.raises(RegistrationError, match="not a kuroko Procedure"):

@@ -275,3 +275,45 @@ def test_an_unknown_tracking_status_and_event_are_recorded_and_shown_never_a_cra
     shown = [s.detail or "" for s in robot.ledger.steps(item.id)]
     assert any("EVENT_444" in d for d in shown), "shown in the step's detail (kuroko show)"
     assert aftercare_notes(sandbox, number, mcf_id) == [] and list_claims(robot.ledger) == []
+
+
+# --- 9 (in process): killed right after each after-sales side effect --------------------------------
+class Killed(BaseException):
+    """Stands for SIGKILL right after a side effect, before the ledger records it (the engine's
+    crash hook): a BaseException, so no step's error handling sees it."""
+
+
+def test_killed_after_each_after_sales_side_effect_nothing_twice(robot: Robot, sandbox: Sandbox,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    import kuroko.procedure as engine
+
+    number, mcf_id = mcf_order(robot, sandbox, {DATA_SIM: 2, DATA_90: 1}, shipments=[
+        {"after_hours": 20, "packages": [{"skus": {DATA_SIM: 1}, "carrier": "YAMATO"},
+                                         {"skus": {DATA_90: 1}, "carrier": "SAGAWA", "fate": "damaged"}]},
+        {"after_hours": 44, "packages": [{"carrier": "JAPAN_POST"}]},
+    ])
+    kills: list[str] = []
+
+    def killed_after(settings: Any, what: str) -> None:
+        if what.endswith(f"for {mcf_id}"):
+            kills.append(what)
+            raise Killed(what)
+
+    monkeypatch.setattr(engine, "side_effect_done", killed_after)
+    for _ in range(12):
+        sandbox.advance(hours=12)
+        for _attempt in range(10):  # started again until a pass ends by itself
+            try:
+                robot.run_pass()
+                break
+            except Killed:
+                continue
+    assert len(kills) >= 3, kills  # the 2nd 発送メール, its rows, the damaged claim's note
+    mails = shipping_mails(sandbox, number)
+    assert len(mails) == 2
+    assert len(sandbox.order(number)["shipping_rows"]) == 3
+    assert len(sandbox.audit("rms", "shipping_set")) == 3
+    assert [c.kind for c in list_claims(robot.ledger)] == ["damaged"]
+    notes = aftercare_notes(sandbox, number, mcf_id)
+    assert len(notes) == 1 and "photo" in notes[0].lower()
+    assert parcel(robot, mcf_id).state == "done"
