@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 from collections import defaultdict
-from datetime import datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import TYPE_CHECKING, Annotated, Any
 from zoneinfo import ZoneInfo
 
@@ -46,8 +46,11 @@ if TYPE_CHECKING:
     from kuroko.connections import CheckLine, Connections
     from kuroko.ledger import WorkItem
     from pages.rakuten.order_page import RmsOrderView
+    from services.fulfillment import McfOrder, McfShipment
 
 NAME = "rakuten_sim_order"
+AFTERCARE = "mcf_aftercare"
+"""The after-sales procedure (bots/mcf_aftercare.py): `kuroko ship` also records its office parcels."""
 IN_STOCK_NOTE = "Boss in progress"
 BOSS_SHIPPING = ("Shipping in Progress", "Shipped")
 BOSS_WAITING = ("Confirmation to be", "New Order")
@@ -503,31 +506,78 @@ def wait_for_tracking(ctx: StepContext) -> Outcome:
         return NotYet(ctx.now + timedelta(hours=1), "dry run: the MCF order was not really created")
     if order is None:
         raise ApiError(f"Amazon has no MCF order {ctx.facts['mcf_id']} although it was created", code="NotFound")
-    if order.status.upper() in MCF_STOPPED:
+    status = order.status_key or order.status.upper()
+    shipment = first_shipment(order)
+    if shipment is None and status in MCF_NOT_SHIPPING:
+        return switch_to_office(ctx, order)
+    if status in MCF_STOPPED - MCF_NOT_SHIPPING:
         raise BusinessRuleError(f"Amazon reports MCF order {order.seller_fulfillment_order_id} as {order.status}",
                                 code="mcf_not_shipping")
-    if order.status.upper() not in MCF_GOING:
+    if status not in MCF_GOING and status not in MCF_NOT_SHIPPING:
         raise UnknownValue(f"Amazon reports MCF order {order.seller_fulfillment_order_id} as {order.status!r}, a "
                            "status the robot has no rule for; nothing was sent to the buyer. Check the order in "
                            "Seller Central")
-    package = next((p for p in order.packages if p.tracking_number), None)
-    if package is None:
-        promised = order.promised_arrival
-        if promised is not None and ctx.now > promised:
-            raise BusinessRuleError(
-                f"MCF order {order.seller_fulfillment_order_id} has not shipped by its estimated delivery date "
-                f"({local_time(ctx, promised)}): contact Seller Support", code="mcf_late")
+    if shipment is None:
+        # Not shipped by the estimated delivery date is the after-sales procedure's hand-over
+        # (mcf_aftercare, with the Seller Support text): this step only keeps looking.
         return NotYet(ctx.now + timedelta(hours=rules().tracking_check_hours),
                       f"MCF order {order.status}: not shipped yet")
-    carrier = rules().carrier_map.get(package.carrier_code)
-    if carrier is None:
-        raise UnknownValue(f"Amazon's carrier code {package.carrier_code!r} has no RMS shipping company in "
-                           "KUROKO_CARRIER_MAP; add it, then release the order")
-    ctx.facts.update(carrier_code=package.carrier_code, carrier=carrier,
-                     tracking_number=normalize_tracking_number(package.tracking_number),
-                     ship_date=local_date(ctx, package.shipped_at or ctx.now))
-    return Done("send_shipping_mail", detail=f"shipped: {carrier} {ctx.facts['tracking_number']}",
-                external_ref=f"package {package.package_number}")
+    parcels = shipment_parcels(shipment)
+    ctx.facts.update(carrier_code=shipment.packages[0].carrier_code,
+                     carrier=", ".join(dict.fromkeys(p["carrier"] for p in parcels)),
+                     tracking_number=", ".join(p["tracking"] for p in parcels),
+                     ship_date=local_date(ctx, shipment.shipped_at or ctx.now),
+                     first_shipment=shipment.shipment_id, packages=parcels)
+    return Done("send_shipping_mail", detail=f"shipped: {ctx.facts['carrier']} {ctx.facts['tracking_number']}",
+                external_ref=f"shipment {shipment.shipment_id}")
+
+
+MCF_NOT_SHIPPING = {"UNFULFILLABLE", "INVALID"}
+
+
+def shipped_shipments(order: McfOrder) -> list[McfShipment]:
+    """The order's shipments that have left, first shipped first (each its own 発送メール)."""
+    far = datetime.max.replace(tzinfo=UTC)
+    return sorted((s for s in order.shipments if s.shipped and any(p.tracking_number for p in s.packages)),
+                  key=lambda s: (s.shipped_at or far, s.shipment_id))
+
+
+def first_shipment(order: McfOrder) -> McfShipment | None:
+    shipped = shipped_shipments(order)
+    return shipped[0] if shipped else None
+
+
+def shipment_parcels(shipment: McfShipment) -> list[dict[str, Any]]:
+    """Each package of a shipment as an RMS 発送明細 wants it: RMS's carrier name and the number."""
+    parcels = []
+    for package in shipment.packages:
+        if not package.tracking_number:
+            continue
+        carrier = rules().carrier_map.get(package.carrier_code)
+        if carrier is None:
+            raise UnknownValue(f"Amazon's carrier code {package.carrier_code!r} has no RMS shipping company in "
+                               "KUROKO_CARRIER_MAP; add it, then release the order")
+        parcels.append({"package_number": package.package_number, "carrier_code": package.carrier_code,
+                        "carrier": carrier, "tracking": normalize_tracking_number(package.tracking_number)})
+    return parcels
+
+
+def switch_to_office(ctx: StepContext, order: McfOrder) -> Outcome:
+    """Amazon gave up on the order after it was created (Unfulfillable, Invalid) before anything left:
+    the office ships it — never a second MCF order."""
+    units = order.not_shipping() or {i["sku"]: i["quantity"] for i in ctx.facts.get("items", [])}
+    listing = ", ".join(f"{sku} × {n}" for sku, n in units.items())
+    ctx.facts.update(shipment="office", office_units=units,
+                     mcf_unfulfillable=[f"MCF order {order.seller_fulfillment_order_id} became {order.status}"])
+    body = (
+        f"Amazon MCF will not ship this order after all: MCF order {order.seller_fulfillment_order_id} is "
+        f"{order.status}. Nothing was shipped by Amazon, and no second MCF order will be created.\n"
+        f"To ship from the office: {listing}.\n"
+        f"Needed: ship it, then run `kuroko ship {ctx.key} --carrier <carrier> --tracking <number>`."
+    )
+    write_note(ctx, "mcf-office", body, status="open", add_tags=("kuroko_office_shipment",))
+    return NotYet(ctx.now + timedelta(hours=rules().tracking_check_hours),
+                  f"MCF order {order.status}: office shipment ({listing}), waiting for `kuroko ship`")
 
 
 @procedure.step(then="set_rms_shipping",
@@ -554,20 +604,24 @@ def send_shipping_mail(ctx: StepContext) -> Outcome:
 def set_rms_shipping(ctx: StepContext) -> Outcome:
     from datetime import date
 
+    from pages.rakuten.order_page import ShippingRow
+
     view = rms_view(ctx)
     today = local_date(ctx)
-    wanted = (ctx.facts["carrier"], ctx.facts["tracking_number"])
-    if (view.shipping_company, view.tracking_number) == wanted and view.shipping_date is not None:
-        ctx.facts.setdefault("shipping_set_on", view.shipping_date.isoformat())
+    parcels = ctx.facts.get("packages") or [{"carrier": ctx.facts["carrier"], "tracking": ctx.facts["tracking_number"]}]
+    wanted = [ShippingRow(company=p["carrier"], shipping_date=date.fromisoformat(today), tracking_number=p["tracking"])
+              for p in parcels]
+    if all(any(row.complete and row.same_parcel(w) for row in view.shipping_rows) for w in wanted):
+        ctx.facts.setdefault("shipping_set_on", (view.shipping_date or date.fromisoformat(today)).isoformat())
         return Done("check_completion", detail="shipping fields already set", found=True)
-    new_view = ctx.act("rms", "set_shipping",
-                       lambda: ctx.use(RMS).page.set_shipping(wanted[0], date.fromisoformat(today), wanted[1]),
-                       company=wanted[0], date=today, tracking=wanted[1])
+    new_view = ctx.act("rms", "set_shipping", lambda: ctx.use(RMS).page.add_shipping_rows(wanted),
+                       rows=[f"{w.company} {w.tracking_number}" for w in wanted], date=today)
     ctx.use(RMS).remember(new_view)
     ctx.facts["shipping_set_on"] = today
     if ctx.dry_run:
         ctx.facts["shipping_set_in_dry_run"] = True
-    return Done("check_completion", detail=f"配送会社 {wanted[0]}, 発送日 {today}, お荷物伝票番号 {wanted[1]}")
+    return Done("check_completion", detail=f"発送明細 {len(wanted)}: " + ", ".join(
+        f"{w.company} {w.tracking_number}" for w in wanted) + f", 発送日 {today}")
 
 
 @procedure.step(then="close_completed", needs_person=(
@@ -643,14 +697,24 @@ def ship(desk: DeskContext,
          tracking: Annotated[str, typer.Option(help="The parcel's tracking number.")]) -> str:
     """Give an office shipment its carrier and tracking number; the robot then sends the shipping mail."""
     item = desk.item(order_number, NAME)
-    if item.facts.get("shipment") != "office":
-        raise KurokoError(f"order {order_number} is not an office shipment (Amazon ships it).")
     carriers = rules().carrier_map
     rms_carrier = carriers.get(carrier, carrier)
     if rms_carrier not in set(carriers.values()):
         raise KurokoError(f"unknown carrier {carrier!r}; use one of: {', '.join(sorted(set(carriers.values())))}")
     number = normalize_tracking_number(tracking)
     ship_date = desk.now.astimezone(ZoneInfo(desk.settings.timezone)).date().isoformat()
+    if item.facts.get("shipment") != "office":
+        after = desk.ledger.find_item(str(item.facts.get("mcf_id")), AFTERCARE) if item.facts.get("mcf_id") else None
+        if after is None or not after.facts.get("office_units"):
+            raise KurokoError(f"order {order_number} is not an office shipment (Amazon ships it).")
+        # Units Amazon did not ship after all (mcf_aftercare): the office parcel goes on that item.
+        desk.ledger.update_item(after.id, desk.now, next_due_at=desk.now, facts={
+            "office_parcel": {"carrier": rms_carrier, "tracking": number, "ship_date": ship_date}})
+        desk.ledger.audit(item_id=after.id, at=desk.now, actor=desk.by, system="kuroko", action="office_shipped",
+                          detail={"carrier": rms_carrier, "tracking": number})
+        units = ", ".join(f"{sku} × {n}" for sku, n in after.facts["office_units"].items())
+        return (f"Recorded: the units Amazon did not ship ({units}) of {order_number} shipped by {rms_carrier}, "
+                f"tracking {number}. Their shipping mail goes out at the next after-sales pass.")
     desk.ledger.update_item(item.id, desk.now, next_due_at=desk.now,
                             facts={"carrier": rms_carrier, "tracking_number": number, "ship_date": ship_date})
     desk.ledger.audit(item_id=item.id, at=desk.now, actor=desk.by, system="kuroko", action="office_shipped",

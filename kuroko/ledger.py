@@ -584,3 +584,83 @@ class DeskUser(Base):
     failed_attempts: Mapped[int] = mapped_column(Integer, default=0)
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+# --- claims (MCF lost / damaged parcels; the claims issue follows them) --------------------------
+# Self-contained at the end of the module: the model, then the few functions that read and write it.
+class ClaimKind(StrEnum):
+    LOST = "lost"
+    DAMAGED = "damaged"
+
+
+class Claim(Base):
+    """A reimbursement claim the robot prepared for a person to file in Seller Central (no API files
+    one). One per (kind, MCF order, package): opening it again finds the first one."""
+
+    __tablename__ = "claims"
+    __table_args__ = (UniqueConstraint("kind", "mcf_order_id", "package_number"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    """lost / damaged."""
+    item_id: Mapped[int] = mapped_column(ForeignKey("work_items.id"), index=True)
+    mcf_order_id: Mapped[str] = mapped_column(String(64), index=True)
+    package_number: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(32), default="New")
+    """New (prepared, not filed yet) / Filed (a person recorded Amazon's case id) / … (claims issue)."""
+    text: Mapped[str] = mapped_column(Text)
+    """What a person pastes into Seller Central."""
+    case_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+def open_claim(ledger: Ledger, *, kind: str, item_id: int, mcf_order_id: str, package_number: int, text: str,
+               now: datetime) -> tuple[Claim, bool]:
+    """The claim for this parcel and kind: created now (True), or the one already there (False)."""
+    found = find_claim(ledger, kind=kind, mcf_order_id=mcf_order_id, package_number=package_number)
+    if found is not None:
+        return found, False
+    try:
+        with ledger.session() as s:
+            claim = Claim(kind=kind, item_id=item_id, mcf_order_id=mcf_order_id, package_number=package_number,
+                          status="New", text=text, created_at=now)
+            s.add(claim)
+            s.flush()
+            return claim, True
+    except IntegrityError:  # another robot opened it a moment ago
+        again = find_claim(ledger, kind=kind, mcf_order_id=mcf_order_id, package_number=package_number)
+        assert again is not None
+        return again, False
+
+
+def find_claim(ledger: Ledger, *, kind: str, mcf_order_id: str, package_number: int) -> Claim | None:
+    with ledger.session() as s:
+        return s.scalar(select(Claim).where(Claim.kind == kind, Claim.mcf_order_id == mcf_order_id,
+                                            Claim.package_number == package_number))
+
+
+def get_claim(ledger: Ledger, claim_id: int) -> Claim | None:
+    with ledger.session() as s:
+        return s.get(Claim, claim_id)
+
+
+def list_claims(ledger: Ledger, *, item_id: int | None = None, mcf_order_id: str | None = None) -> list[Claim]:
+    with ledger.session() as s:
+        query = select(Claim).order_by(Claim.id)
+        if item_id is not None:
+            query = query.where(Claim.item_id == item_id)
+        if mcf_order_id is not None:
+            query = query.where(Claim.mcf_order_id == mcf_order_id)
+        return list(s.scalars(query))
+
+
+def record_claim_case(ledger: Ledger, claim_id: int, case_id: str) -> Claim:
+    """A person filed the claim in Seller Central: Amazon's case id, status Filed."""
+    with ledger.session() as s:
+        claim = s.get(Claim, claim_id)
+        if claim is None:
+            raise KeyError(claim_id)
+        claim.case_id = case_id
+        claim.status = "Filed"
+        s.flush()
+        return claim

@@ -14,7 +14,7 @@ import os
 import statistics
 import threading
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -96,9 +96,29 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def path_of(order: WorkItem) -> str:
-    if order.state == "held":
-        return "held"
-    return order.path or "-"
+    path = "held" if order.state == "held" else order.path or "-"
+    return path if order.procedure == "rakuten_sim_order" else f"{order.procedure}: {path}"
+
+
+def aftersales_summary(items: list[WorkItem]) -> dict[str, Any]:
+    """The after-sales procedure's cost per MCF order (its whole life: tracking reads, later 発送メール …)."""
+    mine = [i for i in items if i.procedure == "mcf_aftercare"]
+    metrics = [i.facts.get("metrics", {}) for i in mine]
+    reads = [sum(int(p.get("checks", 0)) for p in i.facts.get("packages", {}).values()) for i in mine]
+
+    def mean(key: str) -> float:
+        return round(statistics.fmean(m.get(key, 0) for m in metrics), 2) if metrics else 0.0
+
+    return {
+        "mcf_orders": len(mine),
+        "settled": sum(i.state == "done" for i in mine),
+        "outcomes": dict(Counter(i.path or "following" for i in mine)),
+        "spapi_requests_per_order": mean("spapi_requests"),
+        "zendesk_requests_per_order": mean("zendesk_requests"),
+        "rms_page_loads_per_order": mean("rakuten_page_loads"),
+        "tracking_reads_per_order": round(statistics.fmean(reads), 2) if reads else 0.0,
+        "seconds_per_order": mean("seconds"),
+    }
 
 
 def summarize(orders: list[WorkItem]) -> dict[str, dict[str, Any]]:
@@ -158,7 +178,7 @@ def run_bench(console: Console, *, orders: int, seed: int, data_dir: Path) -> di
     from kuroko.clock import clock_from_url
     from kuroko.connections import Connections
     from kuroko.logs import setup_logging
-    from kuroko.ops.demo import TIMELINE, play_office_staff
+    from kuroko.ops.demo import AFTERSALES_PLANS, AFTERSALES_TIMELINE, TIMELINE, play_office_staff
     from kuroko.ops.progress import PassProgress
     from kuroko.runner import Runner
     from kuroko.settings import reload_settings
@@ -179,10 +199,12 @@ def run_bench(console: Console, *, orders: int, seed: int, data_dir: Path) -> di
         connections = Connections(settings)
         progress: PassProgress | PlainProgress = (PassProgress(console) if console.is_terminal
                                                   else PlainProgress(console))
+        for plan in AFTERSALES_PLANS:
+            admin.post("/admin/amazon/plans/next", plan)
         with PeakMemory(exclude=sandbox_pid) as memory, progress:
             runner = Runner(settings, ledger, connections, clock_from_url(settings.clock_url),
                             listener=progress.listener)
-            for label, delta in TIMELINE:
+            for label, delta in [*TIMELINE, *AFTERSALES_TIMELINE]:
                 if delta:
                     admin.advance(**delta)
                 play_office_staff(ledger, admin, Console(quiet=True))
@@ -210,6 +232,7 @@ def run_bench(console: Console, *, orders: int, seed: int, data_dir: Path) -> di
             "peak_memory_mib": round(memory.peak_kib / 1024, 1),
             "passes": passes,
             "paths": summarize(ledger.items()),
+            "aftersales": aftersales_summary(ledger.items()),
             "placed_orders": len(placed),
             "completed": sum(known[n].state == "done" for n in placed if n in known),
             "held": sum(known[n].state == "held" for n in placed if n in known),
@@ -240,6 +263,14 @@ def print_result(console: Console, result: dict[str, Any]) -> None:
     console.print(table)
     console.print("Per-order figures are means over the order's whole life; the BOSS list is read once per pass "
                   "(counted per pass above), not per order.")
+    after = result.get("aftersales")
+    if after:
+        console.print(f"After-sales (MCF parcels followed to delivery): {after['mcf_orders']} MCF orders, "
+                      f"{after['settled']} settled ({', '.join(f'{k} {v}' for k, v in after['outcomes'].items())}); "
+                      f"per order {after['spapi_requests_per_order']} SP-API requests "
+                      f"({after['tracking_reads_per_order']} tracking reads), {after['zendesk_requests_per_order']} "
+                      f"Zendesk requests, {after['rms_page_loads_per_order']} RMS page loads, "
+                      f"{after['seconds_per_order']} s.")
     seen = result["responses_429"]
     if "rms_full_logins" in result:
         console.print(f"RMS full logins (both stages and the notices): {result['rms_full_logins']} "

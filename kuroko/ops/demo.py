@@ -26,6 +26,15 @@ TIMELINE: list[tuple[str, dict[str, float]]] = [
     ("a day later: RMS shows shipments complete", {"days": 1}),
     ("another day: the rest", {"days": 1}),
 ]
+AFTERSALES_TIMELINE: list[tuple[str, dict[str, float]]] = [
+    ("three days on: parcels delivered, late or damaged", {"days": 3}),
+    ("six days later: parcels never delivered (EDD + 7 days) become lost claims", {"days": 6}),
+]
+"""After the orders: the after-sales procedure follows every MCF parcel to its delivery."""
+AFTERSALES_PLANS: list[dict[str, Any]] = [{"fate": "late"}, {"fate": "lost"}, {"fate": "damaged"},
+                                          {"fate": "late", "deliver_after_days": 2}]
+"""What Amazon does with the day's first MCF orders (the others are delivered on time)."""
+AFTERSALES_OUTCOMES = ("delivered", "late", "lost", "damaged")
 
 
 @dataclass
@@ -34,10 +43,41 @@ class DemoResult:
     sandbox: dict[str, int]
     report: Path
     ledger_url: str
+    aftersales_robot: dict[str, int] | None = None
+    aftersales_sandbox: dict[str, int] | None = None
 
     @property
     def consistent(self) -> bool:
-        return self.robot == self.sandbox
+        return self.robot == self.sandbox and self.aftersales_robot == self.aftersales_sandbox
+
+
+def aftersales_robot_counts(ledger: Ledger) -> dict[str, int]:
+    """The after-sales outcomes the robot recorded (one per MCF order) and the claims it prepared."""
+    from kuroko.ledger import list_claims
+
+    items = [i for i in ledger.items(procedure="mcf_aftercare") if i.state == "done"]
+    outcomes = Counter(i.path for i in items)
+    claims = Counter(c.kind for c in list_claims(ledger))
+    return {**{f"MCF orders {o}": outcomes[o] for o in AFTERSALES_OUTCOMES},
+            "lost claims": claims["lost"], "damaged claims": claims["damaged"]}
+
+
+def aftersales_sandbox_counts(admin: SandboxAdmin) -> dict[str, int]:
+    """What Amazon's side says happened to the same parcels (each order's fate and its tracking)."""
+    fates: Counter[str] = Counter()
+    for order in admin.get("/admin/amazon/fulfillment-orders"):
+        packages = order["packages"]
+        if not packages:
+            continue
+        fate = order["fate"]
+        if fate == "late" and all(p["tracking_status"] == "DELIVERED" for p in packages):
+            fates["late"] += 1
+        elif fate in ("delivered", "damaged") and all(p["tracking_status"] == "DELIVERED" for p in packages):
+            fates[fate] += 1
+        elif fate == "lost":
+            fates["lost"] += 1
+    return {**{f"MCF orders {o}": fates[o] for o in AFTERSALES_OUTCOMES},
+            "lost claims": fates["lost"], "damaged claims": fates["damaged"]}
 
 
 def robot_counts(ledger: Ledger) -> dict[str, int]:
@@ -202,10 +242,16 @@ def run_demo(console: Console, *, orders: int = 50, seed: int = 20261120, data_d
             placed = place_bcart_orders(admin, console)
             flagged = place_tamago_orders(admin, console)
             try:
+                for plan in AFTERSALES_PLANS:
+                    admin.post("/admin/amazon/plans/next", plan)
                 with PassProgress(console) as progress:
                     runner = Runner(settings, ledger, connections, clock_from_url(settings.clock_url),
                                     listener=progress.listener)
-                    for moment, (label, delta) in enumerate(TIMELINE):
+                    counts: tuple[dict[str, int], dict[str, int]] | None = None
+                    for moment, (label, delta) in enumerate([*TIMELINE, *AFTERSALES_TIMELINE]):
+                        if counts is None and label == AFTERSALES_TIMELINE[0][0]:
+                            # The order desk's day, checked before the after-sales notes reopen tickets.
+                            counts = robot_counts(ledger), sandbox_counts(admin)
                         if delta:
                             admin.advance(**delta)
                         play_office_staff(ledger, admin, console)
@@ -217,9 +263,11 @@ def run_demo(console: Console, *, orders: int = 50, seed: int = 20261120, data_d
                         console.print(f"[cyan]{label}[/]: {report.items_run} items worked ({outcomes})")
             finally:
                 connections.close()
-            result = DemoResult(robot_counts(ledger), sandbox_counts(admin),
+            assert counts is not None
+            result = DemoResult(counts[0], counts[1],
                                 write_report(settings, ledger, data_dir / "report.html", title="Kuroko demo"),
-                                settings.ledger_database_url())
+                                settings.ledger_database_url(), aftersales_robot_counts(ledger),
+                                aftersales_sandbox_counts(admin))
             print_bcart_day(console, admin, placed)
             print_tamago_day(console, admin, ledger, flagged)
             print_summary(console, ledger, result)
@@ -257,9 +305,18 @@ def print_summary(console: Console, ledger: Ledger, result: DemoResult) -> None:
         theirs = result.sandbox[key]
         check.add_row(key, str(mine), str(theirs), "[green]✓[/]" if mine == theirs else "[red]✗[/]")
     console.print(check)
+    if result.aftersales_robot is not None and result.aftersales_sandbox is not None:
+        after = Table(title="After the parcel left (MCF after-sales): the robot's ledger vs. Amazon's parcels")
+        for col in ("", "robot's ledger", "sandbox", ""):
+            after.add_column(col)
+        for key, mine in result.aftersales_robot.items():
+            theirs = result.aftersales_sandbox.get(key, 0)
+            after.add_row(key, str(mine), str(theirs), "[green]✓[/]" if mine == theirs else "[red]✗[/]")
+        console.print(after)
     console.print(f"Report: [bold]{result.report.resolve()}[/]  (open it in a browser)")
     console.print(f"Ledger: {result.ledger_url}  — try `KUROKO_DATA_DIR={result.report.parent} kuroko status`")
 
 
 def summary_dict(result: DemoResult) -> dict[str, Any]:
-    return {"robot": result.robot, "sandbox": result.sandbox, "report": str(result.report)}
+    return {"robot": result.robot, "sandbox": result.sandbox, "aftersales_robot": result.aftersales_robot,
+            "aftersales_sandbox": result.aftersales_sandbox, "report": str(result.report)}
