@@ -35,7 +35,7 @@ from zoneinfo import ZoneInfo
 import httpx
 from pydantic import BaseModel, SecretStr
 
-from kuroko.connections import Connection, Connections
+from kuroko.connections import CheckLine, Connection, Connections, checked
 from kuroko.errors import ApiError, BusinessRuleError, ConfigurationError, SiteUnavailable, UnknownValue
 from kuroko.settings import KurokoSettings, load
 
@@ -376,6 +376,19 @@ class BcartHttpApi:
         return text.replace(self._token, "***")
 
     # --- reading ------------------------------------------------------------------------------------
+    def check(self, order: str | None = None) -> list[CheckLine]:
+        """`kuroko check`: the token is accepted (the shop's 対応状況 labels read) and new orders can
+        be listed. Reads only."""
+
+        def labels() -> str:
+            found = self.status_labels()
+            return f"token accepted; 対応状況: {', '.join(sorted(set(found.values())))}"
+
+        lines = [checked("bcart_api", "token", labels)]
+        if lines[0].ok:
+            lines.append(checked("bcart_api", "new orders", lambda: f"{len(self.new_orders())} new orders listed"))
+        return lines
+
     def status_labels(self) -> dict[str, str]:
         data = self._call("read the shop's 対応状況", "GET", "/order_statuses")
         labels = {str(s["status"]): str(s.get("label") or s["status"]) for s in data.get("order_statuses", [])}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from kuroko.connections import Connection, Connections
+from kuroko.connections import CheckLine, Connection, Connections
 from kuroko.settings import load
 from services.bcart_api import BcartSettings
 
@@ -67,6 +67,34 @@ class BcartScreens:
 
             self._shipping_import = BcartShippingImport(site)
         return self._shipping_import
+
+    def check(self, order: str | None = None) -> list[CheckLine]:
+        """`kuroko check`: sign in, 受注一覧 recognised and its selectors resolve; with ``order`` (a
+        受注ID) its 受注詳細 is read. Nothing is clicked: no mail, no status."""
+        from kuroko.connections import checked
+        from kuroko.errors import PageChanged
+
+        def order_list() -> str:
+            site = self.site()
+            site.goto("/order")
+            site.visible("order_list.heading")
+            keys = site.check_keys("order_list", optional=("row", "row_id", "row_code", "row_status",
+                                                           "mail_sent_message", "error"))
+            if not keys.ok:
+                raise PageChanged(keys.describe())
+            return f"signed in as {site.user}; 受注一覧 recognised; {keys.describe()}"
+
+        lines = [checked(SITE, "order list", order_list)]
+
+        def order_detail() -> str:
+            if order is None or not order.isdigit():
+                return "not checked: give --order ID (a Bカート 受注ID) to read its 受注詳細"
+            view = self.order_page.open(int(order))
+            return f"order {order} read ({view.status_label}; nothing clicked)"
+
+        if lines[0].ok:
+            lines.append(checked(SITE, "order page", order_detail))
+        return lines
 
     def reset(self) -> None:
         """After an application error the browser context is new: so are the page objects."""

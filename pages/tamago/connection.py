@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from kuroko.connections import Connection, Connections
+from kuroko.connections import CheckLine, Connection, Connections, checked
+from kuroko.errors import PageChanged
 from kuroko.settings import load
 from pages.tamago.settings import TamagoSettings
 
@@ -93,6 +94,9 @@ class TamagoAdmin:
             self._customers = TamagoCustomerSearch(site, element_timeout_ms=self._timeout)
         return self._customers
 
+    def check(self, order: str | None = None) -> list[CheckLine]:
+        return check_admin(self, order)
+
     def new_pass(self) -> None:
         self._flagged = None
         self._view = None
@@ -108,6 +112,37 @@ class TamagoAdmin:
 
     def metrics(self) -> dict[str, int]:
         return {"tamago_search_reads": self.search_reads}
+
+
+SEARCH_ROWS = ("next_page", "row", "row_order_id", "row_placed_at", "row_customer", "row_payment", "row_status",
+               "row_flagged", "row_reason", "row_ship_date", "row_subscription")
+"""注文検索 keys shown only with results, or only when there is a next page."""
+
+
+def check_admin(admin: TamagoAdmin, order: str | None = None) -> list[CheckLine]:
+    """`kuroko check`: sign in, 注文検索 「要対応のみ」 recognised and read (every page), its selectors
+    resolve; with ``order`` (a たまご order id) its 注文詳細 is read too. Nothing is clicked but the
+    search itself (a read)."""
+
+    def search() -> str:
+        admin.new_pass()
+        flagged = admin.flagged()
+        keys = admin.site().check_keys("search", optional=SEARCH_ROWS)
+        if not keys.ok:
+            raise PageChanged(keys.describe())
+        return f"signed in; 注文検索 recognised, {len(flagged)} orders flagged 要対応; {keys.describe()}"
+
+    lines = [checked(SITE, "要対応 search", search)]
+
+    def detail() -> str:
+        if order is None or not order.isdigit():  # --order names another system's order (a Rakuten number)
+            return "not checked: give --order ID (a たまご order id, digits) to read its 注文詳細"
+        view = admin.view(order, fresh=True)
+        return f"order {view.order_id} read ({view.status}, 要対応 {'yes' if view.flagged else 'no'}; nothing clicked)"
+
+    if lines[0].ok:
+        lines.append(checked(SITE, "order page", detail))
+    return lines
 
 
 TAMAGO = Connection("tamago", TamagoAdmin, sites=(SITE,))
