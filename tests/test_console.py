@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 from conftest import ROOT, Sandbox, screenshot_path
-from playwright.sync_api import Browser, BrowserContext, Page, expect
+from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 from robot import make_robot, primary_ticket
 
 from kuroko.errors import ConfigurationError
@@ -100,6 +100,19 @@ def desk(sandbox_process: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> 
             process.wait(timeout=30)
             log.close()
     reload_settings()
+
+
+@pytest.fixture(scope="module")
+def browser(browser_type_launch_args: dict[str, object]) -> Iterator[Browser]:
+    """This module's own Chromium, stopped with the module. (pytest-playwright's ``browser`` lives for
+    the whole session, and a sync Playwright left running in the main thread keeps every later
+    in-process robot from starting its own: "Sync API inside the asyncio loop".)"""
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(**browser_type_launch_args)  # type: ignore[arg-type]
+        try:
+            yield launched
+        finally:
+            launched.close()
 
 
 def log_in(browser: Browser, desk: Desk, name: str, *, locale: str = "ja-JP") -> tuple[BrowserContext, Page]:
