@@ -122,6 +122,7 @@ def test_lwa_issues_tokens_only_for_the_configured_app_and_seller(sandbox: Sandb
 
 
 def test_library_reports_refused_token_and_sp_api_refuses_missing_or_revoked_tokens(sandbox: Sandbox) -> None:
+    lwa_module.cache.clear()  # the library caches access tokens per process: an earlier test's would hide the refusal
     with pytest.raises(AuthorizationError) as refused:
         outbound(sandbox, refresh_token="Atzr|somebody-else").list_return_reason_codes(sellerSku=DATA_SIM)
     assert (refused.value.error_code, refused.value.status_code) == ("invalid_grant", 400)

@@ -33,7 +33,10 @@ AFTERSALES_TIMELINE: list[tuple[str, dict[str, float]]] = [
 """After the orders: the after-sales procedure follows every MCF parcel to its delivery."""
 AFTERSALES_PLANS: list[dict[str, Any]] = [{"fate": "late"}, {"fate": "lost"}, {"fate": "damaged"},
                                           {"fate": "late", "deliver_after_days": 2}]
-"""What Amazon does with the day's first MCF orders (the others are delivered on time)."""
+"""What Amazon does with the day's first Rakuten MCF orders (the others are delivered on time)."""
+AFTERSALES_PLANS_AT = 1
+"""The TIMELINE moment (31 minutes later) whose pass creates the Rakuten MCF orders: the plans are
+queued then, after the Bカート orders' MCF orders of the first pass."""
 AFTERSALES_OUTCOMES = ("delivered", "late", "lost", "damaged")
 
 
@@ -66,6 +69,8 @@ def aftersales_sandbox_counts(admin: SandboxAdmin) -> dict[str, int]:
     """What Amazon's side says happened to the same parcels (each order's fate and its tracking)."""
     fates: Counter[str] = Counter()
     for order in admin.get("/admin/amazon/fulfillment-orders"):
+        if not str(order.get("seller_fulfillment_order_id", "")).startswith("RKT-"):
+            continue  # the after-sales procedure follows Rakuten orders' parcels (Bカート's: not yet)
         packages = order["packages"]
         if not packages:
             continue
@@ -242,8 +247,6 @@ def run_demo(console: Console, *, orders: int = 50, seed: int = 20261120, data_d
             placed = place_bcart_orders(admin, console)
             flagged = place_tamago_orders(admin, console)
             try:
-                for plan in AFTERSALES_PLANS:
-                    admin.post("/admin/amazon/plans/next", plan)
                 with PassProgress(console) as progress:
                     runner = Runner(settings, ledger, connections, clock_from_url(settings.clock_url),
                                     listener=progress.listener)
@@ -254,6 +257,9 @@ def run_demo(console: Console, *, orders: int = 50, seed: int = 20261120, data_d
                             counts = robot_counts(ledger), sandbox_counts(admin)
                         if delta:
                             admin.advance(**delta)
+                        if moment == AFTERSALES_PLANS_AT:
+                            for plan in AFTERSALES_PLANS:
+                                admin.post("/admin/amazon/plans/next", plan)
                         play_office_staff(ledger, admin, console)
                         if moment == BCART_PEOPLE_ACT_AT:
                             play_bcart_people(admin, placed, console)
