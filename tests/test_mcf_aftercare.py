@@ -295,7 +295,7 @@ def test_killed_after_each_after_sales_side_effect_nothing_twice(robot: Robot, s
     kills: list[str] = []
 
     def killed_after(settings: Any, what: str) -> None:
-        if what.endswith(f"for {mcf_id}"):
+        if f" for {mcf_id}" in what:
             kills.append(what)
             raise Killed(what)
 
