@@ -105,6 +105,10 @@ class MailUnconfirmed(BusinessRuleError):
     code = "bcart_mail_unconfirmed"
 
 
+class NotInLedger(BusinessRuleError):
+    code = "bcart_not_in_ledger"
+
+
 class OrderUnpaid(BusinessRuleError):
     code = "bcart_unpaid"
 
@@ -122,7 +126,7 @@ class ShippingResultRefused(BusinessRuleError):
 
 
 procedure = Procedure(NAME, title="Bカート order", item_label="Bカート order", desk=HELPDESK)
-procedure.forget_on_release = ("payment_wait_since",)
+procedure.forget_on_release = ("payment_wait_since", "not_in_ledger")
 
 
 # --- small helpers ----------------------------------------------------------------------------------
@@ -234,6 +238,17 @@ def take_in(ctx: IntakeContext) -> None:
                  "ordered_at": order.ordered_at.isoformat()}
         if ctx.take_in(str(order.id), facts=facts) is not None:
             ctx.taken_in.append(f"B-cart order {order.id} ({order.code}, {order.payment}): taken in")
+    # An order the robot had already moved on (保留, 処理中) that the ledger does not know: the ledger
+    # was lost or is new. B-cart keeps no record of the mails sent, so it goes to a person, never on blind.
+    for label in (rules().bcart_status_on_hold, rules().bcart_status_processing):
+        for order in ctx.use(BCART_API).orders(label):
+            if ctx.ledger.find_item(str(order.id), NAME) is not None:
+                continue
+            facts = {"order_id": order.id, "code": order.code, "payment": order.payment,
+                     "ordered_at": order.ordered_at.isoformat(), "not_in_ledger": label}
+            if ctx.take_in(str(order.id), facts=facts) is not None:
+                ctx.taken_in.append(f"B-cart order {order.id} ({order.code}) is {label} but not in the ledger: "
+                                    "to a person")
 
 
 # --- the steps ----------------------------------------------------------------------------------------
@@ -242,6 +257,12 @@ def take_in(ctx: IntakeContext) -> None:
                     "(then release it), or handle it by hand."))
 def check_order(ctx: StepContext) -> Outcome:
     """Read the order: its shipments (logistics) and their items, each 品番 mapped to a seller SKU."""
+    if label := ctx.facts.get("not_in_ledger"):
+        raise NotInLedger(
+            f"B-cart order {ctx.key} ({ctx.facts.get('code')}) is {label}, but the robot's ledger has no record of it "
+            "(the ledger was lost or is new). Which mails (" + " / ".join(MAILS) + ") went out is known only to the "
+            f"customer's inbox: record each one sent with `kuroko bcart_mail {ctx.key} <mail> --sent`, then release "
+            "the order; nothing was done")
     order = read_order(ctx)
     if cancelled(order) or order.status_label == COMPLETED:
         return Done("close_without_shipping", detail=f"B-cart shows {order.status_label}", path="closed")
@@ -553,13 +574,13 @@ def bcart_mail(desk: DeskContext,
     if template not in MAILS:
         raise KurokoError(f"unknown template {template!r}; one of: {', '.join(MAILS)}")
     record = dict(item.facts.get("mails") or {})
-    if record.get(template) != SENDING:
+    if record.get(template) != SENDING and not item.facts.get("not_in_ledger"):
         raise KurokoError(f"Kuroko's record of order {order} does not show 「{template}」 as unconfirmed "
                           f"(it shows {record.get(template) or 'nothing'}); nothing was changed")
     if sent:
         record[template] = SENT
     else:
-        record.pop(template)
+        record.pop(template, None)
     desk.ledger.update_item(item.id, desk.now, facts={"mails": record})
     desk.ledger.audit(item_id=item.id, at=desk.now, actor=desk.by, system="kuroko", action="mail_confirmed",
                       detail={"template": template, "sent": sent})

@@ -321,8 +321,27 @@ def check_boss(ctx: StepContext) -> Outcome:
     if listed.state == BOSS_DELETED and ctx.facts.get("boss_deleted"):
         # Replaying an order the robot already took through BOSS: go on, reconciling step by step.
         return Done("verify_physical_sim", detail="BOSS: deleted by the robot earlier", found=True)
+    if listed.state == BOSS_DELETED and (evidence := robot_deleted_it(ctx)):
+        # A ledger lost (or started anew) mid-day forgot the deletion; the systems of record did not.
+        ctx.facts["boss_deleted"] = True
+        return Done("verify_physical_sim", detail=f"BOSS: deleted by the robot earlier ({evidence}); "
+                                                  "the order is rebuilt from RMS, Zendesk and Amazon", found=True)
     raise BusinessRuleError(f"BOSS shows order {ctx.key} as {listed.state!r}, which the robot did not do; "
                             "nothing else was touched", code="unexpected_boss_state")
+
+
+def robot_deleted_it(ctx: StepContext) -> str | None:
+    """Why the robot knows it deleted this order in BOSS, though its ledger does not say so (the
+    ledger was lost mid-day, or is new): it writes the fulfillment note (MCF or office) and creates the
+    MCF order before it deletes, so either one on record is its own trace. None: someone else did."""
+    from services.fulfillment import seller_fulfillment_order_id
+
+    if ctx.ticket_id is not None and note_exists(ctx, marker(ctx.key, "fulfillment")):
+        return f"its fulfillment note is on ticket #{ctx.ticket_id}"
+    sfo_id = seller_fulfillment_order_id(ctx.key)
+    if ctx.use(FULFILLMENT).get_order(sfo_id) is not None:
+        return f"its MCF order {sfo_id} exists"
+    return None
 
 
 @procedure.step(final=True,

@@ -146,6 +146,36 @@ def test_invoice_order_in_stock_ships_once_and_completes(robot: Robot, sandbox: 
     assert robot.ledger.find_items(str(order["id"]))[0].state == "done"
 
 
+# --- a lost ledger (issue 15, item 7) ------------------------------------------------------------------
+def test_a_lost_ledger_sends_the_orders_it_had_moved_on_to_a_person_not_on_blind(
+        sandbox: Sandbox, settings_env: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    order = sandbox.bcart_order("銀行振込", items=[DATA_90])
+    with make_robot(sandbox, procedures=[procedure], connections=quiet_connections()) as first:
+        first.run_pass()
+    assert mail_templates(sandbox, order) == ["入金案内"]
+    # The ledger is lost: the robot starts again on a new, empty one.
+    monkeypatch.setenv("KUROKO_DATA_DIR", str(tmp_path / "new-ledger"))
+    with make_robot(sandbox, procedures=[procedure], connections=quiet_connections()) as robot:
+        robot.run_pass()
+        held = item(robot, order)
+        assert (held.state, held.hold_code) == ("held", "bcart_not_in_ledger")
+        assert "処理中" in (held.hold_reason or "") and "kuroko bcart_mail" in (held.hold_reason or "")
+        assert mail_templates(sandbox, order) == ["入金案内"]  # nothing sent again on blind
+        assert state(sandbox, order)["status_label"] == "処理中"
+        # The person checks the customer's inbox, says the 入金案内 went out, and releases the order.
+        said = robot.cli("bcart_mail", str(order["id"]), "入金案内", "--sent")
+        assert said.returncode == 0, said.stderr
+        released = robot.cli("release", str(order["id"]), "--procedure", NAME)
+        assert released.returncode == 0, released.stderr
+        sandbox.advance(minutes=5)
+        robot.run_pass()
+        assert item(robot, order).step == "wait_for_payment"
+        assert mail_templates(sandbox, order) == ["入金案内"]
+        sandbox.advance(minutes=5)
+        robot.run_pass()  # a known order is not taken in again
+        assert len(robot.ledger.find_items(str(order["id"]), NAME)) == 1
+
+
 # --- 2. bank transfer -----------------------------------------------------------------------------------
 def test_bank_transfer_waits_for_payment_before_anything_ships(robot: Robot, sandbox: Sandbox) -> None:
     order = sandbox.bcart_order("銀行振込", items=[DATA_90])

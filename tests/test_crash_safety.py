@@ -419,3 +419,42 @@ def test_a_run_stopped_between_taking_an_order_in_and_noting_its_ticket_goes_on(
     world = sandbox.order(number)
     assert world["confirm_clicks"] == 1 and world["boss_state"] == "Deleted"
     assert not [e for e in sandbox.audit() if e["action"] == "merge_failed"]
+
+
+def test_ledger_lost_mid_day_the_robot_rebuilds_from_the_systems_of_record(sandbox: Sandbox, tmp_path: Path) -> None:
+    """Issue 15, item 7: the ledger file is deleted mid-day, right after a run was killed half-way
+    through the MCF orders. The next runs start from an empty ledger: they take the open tickets in
+    again and rebuild each order from RMS, BOSS, Zendesk (the robot's own note markers) and Amazon
+    (its MCF order) — no order held for 'deleted in BOSS by someone else', nothing done twice."""
+    sandbox.reset(seed=20261202, scenario="day", orders=8)
+    day = Day(sandbox, tmp_path)
+    deleted_before_loss: set[str] = set()
+    finished: set[str] = set()
+
+    def at_each_moment() -> None:
+        if day.moment == TIMELINE[0][0]:  # the morning's older orders go to MCF at once
+            killed = day.run(crash_after=10)  # a few orders through BOSS, one stopped half-way
+            assert killed.kill_point is not None, "the morning has fewer side effects than the test assumes"
+            deleted_before_loss.update(order_of(e) or "" for e in sandbox.audit() if e["action"] == "order_deleted")
+            ledger = Ledger(day.settings.ledger_database_url())
+            try:  # orders finished before the loss (RSL stock: ticket solved) are no one's work any more
+                finished.update(o.key for o in ledger.items(ItemState.DONE))
+                finished.update(f"ticket #{t['id']} " for t in sandbox.state()["zendesk"]["tickets"]
+                                if t["status"] in ("solved", "closed"))
+            finally:
+                ledger.close()
+            for part in day.data_dir.glob("ledger.sqlite*"):
+                part.unlink()
+        day.run()
+
+    day.work(at_each_moment)
+    assert deleted_before_loss, "no order had been deleted in BOSS when the ledger was lost"
+    problems = [p for p in nothing_twice_nothing_lost(day) if not any(p.startswith(f) for f in finished)]
+    assert not problems, "after the ledger was lost:\n" + "\n".join(problems)
+    ledger = Ledger(day.settings.ledger_database_url())
+    try:
+        rebuilt = {number: ledger.find_item(number) for number in deleted_before_loss}
+    finally:
+        ledger.close()
+    for number, item in rebuilt.items():
+        assert item is not None and item.state == ItemState.DONE.value and item.path in ("mcf", "office"), number
