@@ -42,8 +42,8 @@ import pytest
 from conftest import ROOT, Sandbox
 from rich.console import Console
 
-from kuroko.ledger import ItemState, Ledger
-from kuroko.ops.demo import TIMELINE, play_office_staff
+from kuroko.ledger import ItemState, Ledger, list_claims
+from kuroko.ops.demo import AFTERSALES_PLANS, AFTERSALES_TIMELINE, TIMELINE, play_office_staff
 from kuroko.settings import Settings
 
 HOOK_LINE = re.compile(r"KUROKO_CRASH_AFTER_ACTIONS: SIGKILL after side effect \d+: (.+)")
@@ -191,11 +191,17 @@ class Day:
         finally:
             ledger.close()
 
-    def work(self, at_each_moment: Any) -> None:
-        """The demo's timeline, then whole days more until no order is waiting, then a last look."""
-        for label, delta in TIMELINE:
+    def work(self, at_each_moment: Any, *, aftersales: bool = False) -> None:
+        """The demo's timeline, then whole days more until no order is waiting, then a last look.
+        ``aftersales``: as in the demo, Amazon's parcels of the first MCF orders go late, lost and
+        damaged (kuroko/ops/demo.py AFTERSALES_PLANS), and the days after the order desk's day follow."""
+        timeline = [*TIMELINE, *AFTERSALES_TIMELINE] if aftersales else TIMELINE
+        for moment, (label, delta) in enumerate(timeline):
             if delta:
                 self.sandbox.advance(**delta)
+            if aftersales and moment == 0:  # this day's first MCF orders are created at once
+                for plan in AFTERSALES_PLANS:
+                    self.sandbox.post("/admin/amazon/plans/next", plan)
             self.moment = label
             self.office_staff()
             at_each_moment()
@@ -302,7 +308,9 @@ def nothing_twice_nothing_lost(day: Day) -> list[str]:
         if ticket is None:
             problems.append(f"{number}: its ticket #{order.ticket_id} is not in Zendesk")
             continue
-        notes = [m for c in ticket["comments"] for m in MARKER.findall(c["body"])]
+        notes = [m for c in ticket["comments"] for m in MARKER.findall(c["body"]) if m.startswith(f"[kuroko:{number}:")]
+        aftersales_notes = [m for c in ticket["comments"] for m in MARKER.findall(c["body"])
+                            if m.startswith(f"[kuroko:RKT-{number}:")]
         kinds = {item["kind"] for item in world["items"]}
         if "esim" in kinds or not world["boss_listed"]:
             expected = "not_physical_sim" if "esim" in kinds else "order_not_in_boss"
@@ -315,7 +323,8 @@ def nothing_twice_nothing_lost(day: Day) -> list[str]:
             continue
         check(order.state == ItemState.DONE.value,
               f"{number}: not complete — {order.state} at step {order.step} ({order.hold_code}: {order.hold_reason})")
-        check(ticket["status"] in ("solved", "closed"), f"{number}: ticket #{ticket['id']} is {ticket['status']}")
+        check(ticket["status"] in ("solved", "closed") or bool(aftersales_notes),  # a claim's note reopens it
+              f"{number}: ticket #{ticket['id']} is {ticket['status']}")
         if world["confirmed_by"] == "RSL":
             check(order.path == "in_stock", f"{number}: RSL had stock, but the robot took path {order.path}")
             check(not done and not world["mails"], f"{number}: RSL had stock, yet the robot did {dict(done)}")
@@ -331,6 +340,21 @@ def nothing_twice_nothing_lost(day: Day) -> list[str]:
         check(sorted(notes) == sorted(f"[kuroko:{number}:{w}]" for w in ("fulfillment", "completed")),
               f"{number}: notes {notes}, wanted the fulfillment and the completion note")
 
+    # After the parcel leaves: every Rakuten MCF order followed to its end, each claim and each
+    # robot-opened follow-up ticket once.
+    followed = {o.key for o in ledger_items(day, "mcf_aftercare")}
+    for parcel in state["amazon"]["fulfillment_orders"]:
+        sfo = str(parcel["seller_fulfillment_order_id"])
+        if sfo.startswith("RKT-"):
+            check(sfo in followed, f"{sfo}: the after-sales procedure never took this MCF order in")
+    opened = Counter(t["external_id"] for t in tickets.values() if t.get("external_id"))
+    for external_id, n in opened.items():
+        check(n == 1, f"{n} follow-up tickets opened for {external_id}")
+    fates = {str(o["seller_fulfillment_order_id"]): o.get("fate") for o in state["amazon"]["fulfillment_orders"]}
+    for claim in ledger_claims(day):
+        check(fates.get(claim.mcf_order_id) == claim.kind,
+              f"{claim.mcf_order_id}: a {claim.kind} claim, but Amazon's parcel was {fates.get(claim.mcf_order_id)}")
+
     # Nothing lost: every Rakuten mail is an order's ticket, merged into one, or held as unreadable.
     primaries = {o.ticket_id for o in orders.values()}
     for ticket in tickets.values():
@@ -345,6 +369,22 @@ def nothing_twice_nothing_lost(day: Day) -> list[str]:
             check(order.hold_code in BUSINESS_HOLDS and bool(order.hold_reason),
                   f"{order.key}: held for {order.hold_code}: {order.hold_reason}")
     return problems
+
+
+def ledger_items(day: Day, procedure: str) -> list[Any]:
+    ledger = Ledger(day.settings.ledger_database_url())
+    try:
+        return ledger.items(procedure=procedure)
+    finally:
+        ledger.close()
+
+
+def ledger_claims(day: Day) -> list[Any]:
+    ledger = Ledger(day.settings.ledger_database_url())
+    try:
+        return list_claims(ledger)
+    finally:
+        ledger.close()
 
 
 def kuroko_status(day: Day) -> str:
@@ -373,15 +413,21 @@ def test_killed_after_every_side_effect_of_a_small_day_nothing_twice_nothing_los
     sandbox.reset(seed=20261124, scenario="day", orders=10)
     day = Day(sandbox, tmp_path)
     started = time.monotonic()
-    day.work(day.every_side_effect_killed)
+    day.work(day.every_side_effect_killed, aftersales=True)
     title = f"small day (10 orders, {time.monotonic() - started:.0f} s)"
     assert_day_is_right(day, title)
+    claims = Counter(c.kind for c in ledger_claims(day))
+    assert claims["lost"] >= 1 and claims["damaged"] >= 1, claims
     hooked = {r.kill_point for r in day.kill_points()}
     kinds = {re.sub(r" for .*| \[.*", "", p or "") for p in hooked}
     for wanted in ("rms confirm_order", "rms send_thank_you_mail", "amazon create_mcf_order", "boss order_deletion",
                    "rms send_shipping_mail", "rms set_shipping", "zendesk note_in_stock", "zendesk note_fulfillment",
                    "zendesk note_completed", "zendesk hand_to_person", "zendesk merge_tickets"):
         assert wanted in kinds, f"no kill point after {wanted}; tried: {sorted(kinds)}"
+    # After the parcel leaves: the damaged claim's note, and the follow-up ticket the lost claim's
+    # note opens (the order's ticket was closed by then).
+    assert any(k.startswith("zendesk note_claim-damaged") for k in kinds), sorted(kinds)
+    assert "zendesk open_handover_ticket" in kinds, sorted(kinds)
 
 
 @pytest.mark.chaos_full
@@ -394,7 +440,7 @@ def test_chaos_full_day_killed_at_random_nothing_twice_nothing_lost(sandbox: San
     sandbox.reset(seed=seed, scenario="day", orders=orders)
     day = Day(sandbox, tmp_path)
     started = time.monotonic()
-    day.work(lambda: day.chaos(rng, kills))
+    day.work(lambda: day.chaos(rng, kills), aftersales=True)
     assert_day_is_right(day, f"full chaos day (seed {seed}, {orders} orders, {time.monotonic() - started:.0f} s)")
 
 
