@@ -511,7 +511,7 @@ def claim(desk: DeskContext,
         raise KurokoError(f"{case_id!r} is not a Seller Central case id (digits only).")
     if found.case_id and found.case_id != case:
         raise KurokoError(f"claim {claim_id} already has case id {found.case_id}.")
-    record_claim_case(desk.ledger, claim_id, case)
+    record_claim_case(desk.ledger, claim_id, case, now=desk.now)
     desk.ledger.audit(item_id=found.item_id, at=desk.now, actor=desk.by, system="kuroko", action="claim_filed",
                       detail={"claim": claim_id, "case_id": case, "kind": found.kind})
     return f"Recorded: claim {claim_id} ({found.kind}, MCF order {found.mcf_order_id}) filed as case {case}."
