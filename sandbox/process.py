@@ -111,6 +111,10 @@ class SandboxAdmin:
         env = {f"KUROKO_{name.upper()}_URL": self.urls[name] for name in systems}
         env["KUROKO_LWA_URL"] = self.urls["spapi"]
         env["KUROKO_CLOCK_URL"] = self.admin + "/admin/clock"
+        from sandbox.amazon.case_mail import CLAIMS_ADDRESS, FORWARDING_AGENT, REGISTERED_SENDER
+
+        env["KUROKO_CLAIMS_RECIPIENT"] = CLAIMS_ADDRESS
+        env["KUROKO_CLAIMS_SENDERS"] = f"{REGISTERED_SENDER[1]},{FORWARDING_AGENT[1]}"
         return {**env, **demo_credentials()}
 
 
