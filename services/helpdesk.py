@@ -48,6 +48,18 @@ class ZendeskSettings(KurokoSettings):
     zendesk_token: SecretStr = SecretStr("zendesk-demo-token")
 
 
+class ClaimsAddress(KurokoSettings):
+    claims_recipient: str = ""
+    """KUROKO_CLAIMS_RECIPIENT: the desk's address that receives only Amazon's forwarded case mails.
+    A ticket whose Zendesk ``recipient`` is this address belongs to the Amazon claims procedure alone."""
+
+
+def is_claims_mail(ticket: TicketView) -> bool:
+    """Was this ticket received at the claims address (and so is the claims procedure's alone)?"""
+    address = load(ClaimsAddress).claims_recipient.strip().casefold()
+    return bool(address) and (ticket.recipient or "").strip().casefold() == address
+
+
 ORDER_MAIL_MARK = "[Rakuten Marketplace]"
 UNSOLVED = "status<solved"
 T = TypeVar("T")

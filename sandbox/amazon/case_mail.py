@@ -50,7 +50,8 @@ BODIES: dict[str, dict[str, tuple[str, ...]]] = {
             "is needed.",
         ),
         "ja": (
-            "ご連絡ありがとうございます。注文 {order} の紛失について調査した結果、￥{amount_comma}を補てんいたしました。"
+            "ご連絡ありがとうございます。注文 {order} の紛失について調査した結果、"
+            "￥{amount_comma}を補てんいたしました。"
             "次回の支払いに反映されます。",
             "マルチチャネル注文 {order} につきまして、{amount_comma}円の補てんを行いました。",
             "調査の結果、対象商品の払い戻しを完了いたしました（補てん額：¥{amount}）。注文番号：{order}",
@@ -64,7 +65,8 @@ BODIES: dict[str, dict[str, tuple[str, ...]]] = {
             "Your reimbursement request for {order} has been denied: the claim window had passed.",
         ),
         "ja": (
-            "注文 {order} について確認いたしましたが、配送業者により配達完了が確認されているため、補てんの対象外となります。",
+            "注文 {order} について確認いたしましたが、配送業者により配達完了が確認されているため、"
+            "補てんの対象外となります。",
             "調査の結果、誠に恐れ入りますが、本件は補てんいたしかねます。注文番号：{order}",
             "ご依頼いただいた {order} の補てん申請は承認されませんでした。",
         ),

@@ -867,7 +867,13 @@ class AmazonStore:
 
     def mail_case(self, case: Case, meaning: str, amount: int | None = None) -> None:
         """Amazon's mail about the case, forwarded to the claims address (unless ``forward`` is none)."""
-        from sandbox.amazon.case_mail import AMAZON_SENDER, CLAIMS_ADDRESS, FORWARDING_AGENT, REGISTERED_SENDER, case_mail
+        from sandbox.amazon.case_mail import (
+            AMAZON_SENDER,
+            CLAIMS_ADDRESS,
+            FORWARDING_AGENT,
+            REGISTERED_SENDER,
+            case_mail,
+        )
 
         if case.forward == "none":
             return
@@ -875,7 +881,8 @@ class AmazonStore:
                                   language=case.language, phrasing=case.phrasing + case.mails)
         case.mails += 1
         agent = case.forward == "agent"
-        self.world.zendesk.receive_mail(subject=subject, body=body, sender=AMAZON_SENDER if agent else REGISTERED_SENDER,
+        self.world.zendesk.receive_mail(subject=subject, body=body,
+                                        sender=AMAZON_SENDER if agent else REGISTERED_SENDER,
                                         recipient=CLAIMS_ADDRESS, forwarded_by=FORWARDING_AGENT if agent else None)
 
     def answer_case(self, case: Case, answer: str, *, at: datetime | None = None, amount: int | None = None) -> None:
