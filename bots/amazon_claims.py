@@ -91,6 +91,8 @@ class ClaimsRules(KurokoSettings):
     claims_more_info_days: float = 7
     """Amazon asked for more: the days to answer (unless Amazon's mail names its own)."""
     claims_more_info_reminder_days: float = 5
+    claims_tag_hours: float = 12
+    """How often a New claim's ticket is looked at for the filing tag ``kuroko_claim_<id>_case_<case id>``."""
     claims_report_hours: float = 12
     """How often the reimbursements report is read."""
     claims_report_days: int = 60
@@ -486,7 +488,13 @@ def follow(ctx: StepContext) -> Outcome:
     head = (f"Claim {claim.id} ({claim.kind} parcel, MCF order {claim.mcf_order_id}, package {claim.package_number}"
             + (f", case {claim.case_id}" if claim.case_id else "") + ")")
     if claim.status == ClaimStatus.NEW:
-        return filing_window(ctx, claim, head)
+        case = case_from_tags(ctx, claim)
+        if case is None:
+            return filing_window(ctx, claim, head)
+        record_claim_case(ctx.ledger, claim.id, case, now=ctx.now)
+        ctx.ledger.audit(item_id=ctx.item.id, at=ctx.now, actor="person (Zendesk tag)", system="kuroko",
+                         action="claim_filed", detail={"claim": claim.id, "case_id": case})
+        return NotYet(ctx.now + timedelta(days=r.claims_nudge_days), f"filed as case {case} (Zendesk tag)")
     if claim.status == ClaimStatus.MORE_INFO:
         deadline = more_info_deadline(claim)
         remind = (claim.more_info_asked_at or ctx.now) + timedelta(days=r.claims_more_info_reminder_days)
@@ -528,6 +536,22 @@ def follow(ctx: StepContext) -> Outcome:
     return NotYet(ctx.now + timedelta(days=r.claims_nudge_days), "stalled after every nudge")
 
 
+TAG_CASE = re.compile(r"^kuroko_claim_(\d+)_case_(\d{10,11})$")
+
+
+def case_from_tags(ctx: StepContext, claim: Claim) -> str | None:
+    """For people who live in Zendesk: the tag ``kuroko_claim_<claim>_case_<case id>`` on the claim's
+    ticket records the filing as `kuroko claim` does."""
+    ticket = ctx.item.handover_ticket_id or ctx.item.ticket_id
+    if ticket is None:
+        return None
+    for tag in ctx.use(HELPDESK).ticket(ticket).tags:
+        found = TAG_CASE.match(tag)
+        if found and int(found.group(1)) == claim.id:
+            return found.group(2)
+    return None
+
+
 def next_nudge_after(claim: Claim, nudges: int) -> datetime:
     return quiet_since(claim) + timedelta(days=rules().claims_nudge_days * (nudges + 1))
 
@@ -552,11 +576,13 @@ def filing_window(ctx: StepContext, claim: Claim, head: str) -> Outcome:
             f"Seller Central with the text in the earlier note, then `kuroko claim {claim.id} --case-id N`.")
     if ctx.now >= last:
         step_note(ctx, "filing-last-day", "Last day — " + text)
-        return NotYet(ends, "last day of the filing window (reminded)")
+        return NotYet(min(ends, ctx.now + timedelta(hours=r.claims_tag_hours)),
+                      "last day of the filing window (reminded)")
     if ctx.now >= first:
         step_note(ctx, "filing-reminder", "Reminder — " + text)
-        return NotYet(last, "filing window ends soon (reminded)")
-    return NotYet(first, f"waiting for a person to file it (window ends {local(ctx.settings, ends)} JST)")
+        return NotYet(min(last, ctx.now + timedelta(hours=r.claims_tag_hours)), "filing window ends soon (reminded)")
+    return NotYet(min(first, ctx.now + timedelta(hours=r.claims_tag_hours)),
+                  f"waiting for a person to file it (window ends {local(ctx.settings, ends)} JST)")
 
 
 # --- the reimbursements report ---------------------------------------------------------------------

@@ -30,6 +30,12 @@ HOLD_TAG = "kuroko_hold"
 _numbers = itertools.count(1)
 
 
+@pytest.fixture(autouse=True)
+def quick_reports(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sandbox makes a report in two polls: poll at once (wall clock) instead of every 2 s."""
+    monkeypatch.setenv("KUROKO_REPORT_POLL_SECONDS", "0.01")
+
+
 @pytest.fixture
 def robot(sandbox: Sandbox, settings_env: Path) -> Iterator[Robot]:
     with make_robot(sandbox, procedures=[amazon_claims.procedure]) as robot:
@@ -88,9 +94,13 @@ def claim(robot: Robot, claim_id: int) -> Claim:
 
 
 def run(robot: Robot, **delta: float) -> None:
+    import time
+    t0 = time.monotonic()
     if delta:
         robot.sandbox.advance(**delta)
-    robot.run_pass()
+    t1 = time.monotonic()
+    report = robot.run_pass()
+    print(f"TIMING advance {t1 - t0:.1f}s pass {time.monotonic() - t1:.1f}s {report}", flush=True)
 
 
 # --- 1. reimbursed ------------------------------------------------------------------------------------
@@ -131,6 +141,17 @@ def test_an_agent_forwarded_acknowledgement_naming_our_mcf_order_records_the_cas
     assert claim(robot, other.id).status == ClaimStatus.NEW and claim(robot, other.id).case_id is None
     assert ticket(sandbox, mail["id"])["status"] == "solved"
     assert any("acknowledged" in n and "ケースを受け付けました" in n for n in notes(sandbox, order_ticket))
+
+
+def test_a_person_who_lives_in_zendesk_records_the_filing_with_a_tag(robot: Robot, sandbox: Sandbox) -> None:
+    from services.helpdesk import ZendeskHelpdesk
+
+    lost, order_ticket = new_claim(robot)
+    case_id = file_case(robot, lost, record=False, answer="silent")
+    run(robot)
+    ZendeskHelpdesk().add_tags(order_ticket, [f"kuroko_claim_{lost.id}_case_{case_id}"])  # the person, in Zendesk
+    run(robot, hours=12)
+    assert claim(robot, lost.id).case_id == case_id and claim(robot, lost.id).status == ClaimStatus.FILED
 
 
 # --- 3. Amazon asks for more --------------------------------------------------------------------------------
