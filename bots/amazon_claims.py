@@ -290,8 +290,9 @@ def take_in(ctx: IntakeContext) -> None:
                  "order_number": source.facts.get("order_number")}
         if ctx.take_in(key, ticket_id=source.handover_ticket_id or source.ticket_id, facts=facts) is not None:
             ctx.taken_in.append(f"claim {claim.id} ({claim.kind}, MCF order {claim.mcf_order_id}) followed")
-    if ctx.ledger.find_item(REPORT_KEY, NAME) is None and ctx.take_in(REPORT_KEY, step="reconcile") is not None:
-        ctx.taken_in.append("the reimbursements report is read on its schedule")
+    filed = any(c.case_id for c in list_claims(ctx.ledger))
+    if filed and ctx.ledger.find_item(REPORT_KEY, NAME) is None and ctx.take_in(REPORT_KEY, step="reconcile"):
+        ctx.taken_in.append("the reimbursements report is read on its schedule (a claim was filed)")
     address = load(ClaimsAddress).claims_recipient.strip()
     if not address:
         return
