@@ -226,8 +226,8 @@ def claims(world: World, seed: int, orders: int | None) -> list[str]:
     them), answered on the clock — paid, refused, asks for more, silent — in English and Japanese,
     every phrasing, forwarded by the registered mailbox or by an agent, some acknowledged at once;
     and the mail that is not a reply the robot follows: an unregistered sender, spam, a case that is
-    not ours, a newsletter, Amazon writing to the claims address itself. (A reply to a closed claim:
-    answer a paid case again, ``POST /admin/amazon/cases/{id}/answer``.) Also the shelves of
+    not ours, a newsletter, Amazon writing to the claims address itself, and Amazon writing again
+    two days after it paid or refused some cases (replies to closed claims). Also the shelves of
     ``stocked``. Returns the case ids, in filing order."""
     from sandbox.amazon.case_mail import AMAZON_SENDER, CLAIMS_ADDRESS, REGISTERED_SENDER
 
@@ -241,6 +241,8 @@ def claims(world: World, seed: int, orders: int | None) -> list[str]:
             quantity=1, text="", answer=answers[n % len(answers)], answer_after_days=rng.choice((1, 2, 3, 5)),
             amount=rng.choice((1980, 2480, 3980)), language=("en", "ja")[(n // 4) % 2], phrasing=n % 3,
             forward=("auto", "agent")[n % 2 if n % 5 else 0], acknowledge=n % 3 == 0)
+        if case.answer in ("pay", "refuse") and n % 2 == 0:
+            case.again_after_days = 2.0  # Amazon writes again about a case it closed
         filed.append(case.case_id)
     noise = [
         (("Someone", "someone@elsewhere.example"), f"[Case {filed[0]}] update", "We have issued a reimbursement."),

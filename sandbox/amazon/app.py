@@ -995,6 +995,8 @@ class FileCase(BaseModel):
                          description="how Amazon's mails reach the claims address: the seller's mailbox forwards "
                                      "them (auto), an agent does (agent), or none come (none)")
     acknowledge: bool = Field(default=False, description="Amazon acknowledges the case by mail at once")
+    again_after_days: float | None = Field(default=None, ge=0, description="Amazon writes about the case once "
+                                                                          "more this long after answering it")
 
 
 class CaseAnswer(BaseModel):
@@ -1095,6 +1097,7 @@ def admin_router(state: SandboxState) -> APIRouter:
                                  text=body.text, answer=body.answer, answer_after_days=body.answer_after_days,
                                  amount=body.amount, language=body.language, phrasing=body.phrasing,
                                  forward=body.forward, acknowledge=body.acknowledge)
+        case.again_after_days = body.again_after_days
         return case_view(case)
 
     @router.get("/cases")

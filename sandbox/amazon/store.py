@@ -478,6 +478,9 @@ class Case:
     """How its mails reach the claims address: auto (the seller's mailbox forwards them), agent (an
     agent forwards them by hand), none (no mail: the reimbursements report alone tells)."""
     mails: int = 0
+    again_after_days: float | None = None
+    """Amazon writes about the case once more this long after answering it (a reply to a closed case)."""
+    again_sent: bool = False
 
     @property
     def due(self) -> datetime:
@@ -585,6 +588,10 @@ class AmazonStore:
         for case in self.cases.values():
             if case.answered_at is None and case.answer != "silent" and case.due <= now:
                 self.answer_case(case, case.answer, at=case.due)
+            if (case.answered_at is not None and case.again_after_days is not None and not case.again_sent
+                    and case.answered_at + timedelta(days=case.again_after_days) <= now):
+                case.again_sent = True
+                self.mail_case(case, case.answer, case.amount)
 
     def _ship(self, order: FulfillmentOrder, shipment: Shipment) -> None:
         shipment.shipped = True
