@@ -110,7 +110,8 @@ procedure = Procedure(NAME, title="Amazon claims", item_label="Amazon claim", de
 
 
 # --- reading Amazon's mails ------------------------------------------------------------------------
-CASE_ID = re.compile(r"(?:case|ケース)\s*(?:id)?\s*(?:no\.?|番号)?\s*[:#]?\s*(?<!\d)(\d{10,11})(?!\d)", re.IGNORECASE)
+CASE_ID = re.compile(r"(?:\bcase|ケース)\s*(?:id)?\s*(?:no\.?|番号)?\s*[:#\-]?\s*(?<!\d)(\d{10,11})(?!\d)",
+                     re.IGNORECASE)
 
 MEANINGS: dict[str, tuple[str, ...]] = {
     "paid": (
