@@ -22,7 +22,16 @@ from robot import Robot, make_robot
 
 from bots import amazon_claims
 from bots.amazon_claims import IRRELEVANT_TAG, REPORT_KEY
-from kuroko.ledger import Claim, ClaimStatus, ItemState, get_claim, open_claim, record_claim_case, update_claim
+from kuroko.ledger import (
+    Claim,
+    ClaimStatus,
+    ItemState,
+    get_claim,
+    list_claims,
+    open_claim,
+    record_claim_case,
+    update_claim,
+)
 from sandbox.amazon.case_mail import CLAIMS_ADDRESS, REGISTERED_SENDER
 from sandbox.process import SandboxAdmin
 
@@ -382,3 +391,35 @@ def test_kuroko_claims_status_and_the_report_show_open_claims_what_they_wait_for
     assert robot.cli("report", "-o", str(report)).returncode == 0
     html = report.read_text(encoding="utf-8")
     assert "Claims: 2 open of 3" in html and "claimed ¥4,980, paid ¥2,500" in html
+
+
+# --- the whole way: a parcel lost on the MCF path, its claim followed to its money --------------------------
+def test_the_whole_way_a_lost_mcf_parcel_claimed_filed_and_paid_by_a_japanese_mail(
+        sandbox: Sandbox, settings_env: Path) -> None:
+    """Procedure A (a real Chromium on BOSS and RMS) creates the MCF order, the after-sales procedure
+    finds the parcel lost and opens the claim, the person files it, Amazon pays by mail."""
+    from datetime import timedelta
+
+    from test_mcf_aftercare import DATA_SIM, drive, edd, mcf_order, until_day
+
+    with make_robot(sandbox) as robot:
+        number, mcf_id = mcf_order(robot, sandbox, [DATA_SIM], fate="lost")
+        drive(robot, sandbox, days=2, every_hours=24)
+        until_day(robot, sandbox, edd(robot, mcf_id) + timedelta(days=8), hour=18, every_hours=48)
+        robot.run_pass()
+        [lost] = list_claims(robot.ledger)
+        item = robot.ledger.find_item(f"claim-{lost.id}", amazon_claims.NAME)
+        assert item is not None and lost.status == ClaimStatus.NEW
+        case_id = file_case(robot, lost, record=False, answer="pay", amount=2980, answer_after_days=2,
+                            language="ja", phrasing=1)
+        assert robot.cli("claim", str(lost.id), "--case-id", case_id, "--amount", "2980").returncode == 0
+        run(robot, days=2, hours=1)
+
+        paid = claim(robot, lost.id)
+        assert paid.status == ClaimStatus.REIMBURSED and paid.amount_paid == 2980 and paid.amount_claimed == 2980
+        claim_ticket = robot.ledger.find_item(f"claim-{lost.id}", amazon_claims.NAME)
+        assert claim_ticket is not None
+        where = claim_ticket.handover_ticket_id or claim_ticket.ticket_id
+        assert where is not None and any("補てんを行いました" in n for n in notes(sandbox, where))
+        assert ticket(sandbox, where)["status"] == "solved"
+        assert robot.order(number).state == "done", "procedure A finished its order long before"
