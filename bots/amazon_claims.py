@@ -438,6 +438,8 @@ def attach(ctx: IntakeContext, helpdesk: Helpdesk, ticket: TicketView, claim: Cl
         ctx.ledger.audit(item_id=item.id, at=ctx.now, actor=ctx.effects.actor, system="kuroko",
                          action="claim_" + reading.meaning, detail={"claim": claim.id, "ticket": ticket.id,
                                                                      "status": changes.get("status", claim.status)})
+        if item.state == "active":  # its deadlines are looked at again at once (a new one, or none)
+            ctx.ledger.update_item(item.id, ctx.now, next_due_at=ctx.now)
     solve_forwarded(ctx, helpdesk, ticket, claim,
                     f"Kuroko: attached to claim {claim.id} (case {claim.case_id}) on ticket #{target}: "
                     f"{reading.meaning}.")
