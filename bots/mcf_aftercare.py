@@ -27,6 +27,7 @@ half-way does nothing twice.
 from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta
+from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Annotated, Any
 from zoneinfo import ZoneInfo
 
@@ -35,7 +36,7 @@ import typer
 from bots import rakuten_sim_order as order_a
 from kuroko.errors import ApiError, KurokoError
 from kuroko.handover import HandOver, marker
-from kuroko.ledger import ClaimKind, get_claim, open_claim, record_claim_case
+from kuroko.ledger import ClaimKind, get_claim, open_claim, record_claim_case, update_claim
 from kuroko.procedure import DeskContext, Done, IntakeContext, NotYet, Outcome, Procedure, StepContext
 from kuroko.settings import KurokoSettings, load
 from pages.rakuten.connection import RMS
@@ -501,8 +502,10 @@ def open_parcel_claim(ctx: StepContext, kind: ClaimKind, order: McfOrder, shipme
 @procedure.command
 def claim(desk: DeskContext,
           claim_id: Annotated[int, typer.Argument(help="The claim's number, as in the robot's note.")],
-          case_id: Annotated[str, typer.Option("--case-id", help="The case id Seller Central gave.")]) -> str:
-    """Record the case id of a claim a person filed in Seller Central."""
+          case_id: Annotated[str, typer.Option("--case-id", help="The case id Seller Central gave.")],
+          amount: Annotated[str | None, typer.Option("--amount", help="The amount claimed (e.g. 1980).")] = None,
+          currency: Annotated[str, typer.Option("--currency", help="The amount's currency.")] = "JPY") -> str:
+    """Record the case id of a claim a person filed in Seller Central (and the amount claimed)."""
     found = get_claim(desk.ledger, claim_id)
     if found is None:
         raise KurokoError(f"the ledger has no claim {claim_id}; the robot's note names it.")
@@ -511,7 +514,15 @@ def claim(desk: DeskContext,
         raise KurokoError(f"{case_id!r} is not a Seller Central case id (digits only).")
     if found.case_id and found.case_id != case:
         raise KurokoError(f"claim {claim_id} already has case id {found.case_id}.")
-    record_claim_case(desk.ledger, claim_id, case)
+    claimed = None
+    if amount is not None:
+        try:
+            claimed = Decimal(amount.replace(",", "").strip())
+        except InvalidOperation:
+            raise KurokoError(f"--amount {amount!r} is not an amount.") from None
+    record_claim_case(desk.ledger, claim_id, case, now=desk.now)
+    if claimed is not None:
+        update_claim(desk.ledger, claim_id, amount_claimed=claimed, currency=currency.strip().upper())
     desk.ledger.audit(item_id=found.item_id, at=desk.now, actor=desk.by, system="kuroko", action="claim_filed",
                       detail={"claim": claim_id, "case_id": case, "kind": found.kind})
     return f"Recorded: claim {claim_id} ({found.kind}, MCF order {found.mcf_order_id}) filed as case {case}."

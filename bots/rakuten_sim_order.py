@@ -39,7 +39,7 @@ from pages.boss.connection import BOSS
 from pages.boss.order_detail import OrderNotInBoss
 from pages.rakuten.connection import RMS
 from services.fulfillment import FULFILLMENT
-from services.helpdesk import HELPDESK
+from services.helpdesk import HELPDESK, is_claims_mail
 from services.rakuten_mail import ORDER_MAIL_SUBJECTS, UnreadableTicket, normalize_tracking_number, read_order_mail
 
 if TYPE_CHECKING:
@@ -196,7 +196,7 @@ def take_in(ctx: IntakeContext) -> None:
     helpdesk = ctx.use(HELPDESK)
     known = ctx.ledger.known_ticket_ids()
     new = [t for t in helpdesk.order_mail_tickets()
-           if t.id not in known and any(s in t.subject for s in ORDER_MAIL_SUBJECTS)]
+           if t.id not in known and any(s in t.subject for s in ORDER_MAIL_SUBJECTS) and not is_claims_mail(t)]
     by_order: dict[str, list[Any]] = defaultdict(list)
     links: dict[str, str | None] = {}
     for ticket in sorted(new, key=lambda t: (t.created_at, t.id)):

@@ -25,6 +25,7 @@ import json
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ from sqlalchemy import (
     DateTime,
     ForeignKey,
     Integer,
+    Numeric,
     String,
     Text,
     TypeDecorator,
@@ -593,6 +595,22 @@ class ClaimKind(StrEnum):
     DAMAGED = "damaged"
 
 
+class ClaimStatus(StrEnum):
+    NEW = "New"
+    FILED = "Filed"
+    WAITING = "Waiting"
+    MORE_INFO = "MoreInfo"
+    STALLED = "Stalled"
+    REIMBURSED = "Reimbursed"
+    REJECTED = "Rejected"
+    CLOSED = "Closed"
+
+
+OPEN_CLAIM_STATUSES = frozenset({ClaimStatus.FILED, ClaimStatus.WAITING, ClaimStatus.MORE_INFO, ClaimStatus.STALLED})
+"""Filed and not settled: Amazon's replies are attached."""
+CLOSED_CLAIM_STATUSES = frozenset({ClaimStatus.REIMBURSED, ClaimStatus.REJECTED, ClaimStatus.CLOSED})
+
+
 class Claim(Base):
     """A reimbursement claim the robot prepared for a person to file in Seller Central (no API files
     one). One per (kind, MCF order, package): opening it again finds the first one."""
@@ -606,12 +624,37 @@ class Claim(Base):
     item_id: Mapped[int] = mapped_column(ForeignKey("work_items.id"), index=True)
     mcf_order_id: Mapped[str] = mapped_column(String(64), index=True)
     package_number: Mapped[int] = mapped_column(Integer)
-    status: Mapped[str] = mapped_column(String(32), default="New")
-    """New (prepared, not filed yet) / Filed (a person recorded Amazon's case id) / … (claims issue)."""
+    status: Mapped[str] = mapped_column(String(32), default="New", index=True)
+    """A ``ClaimStatus``: New (prepared, not filed yet) → Filed (Amazon's case id known) → Waiting
+    (Amazon answered, nothing settled) / MoreInfo (Amazon asks for more) / Stalled (no answer after
+    every nudge) → Reimbursed / Rejected / Closed."""
     text: Mapped[str] = mapped_column(Text)
     """What a person pastes into Seller Central."""
-    case_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    case_id: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    currency: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    """ISO code of both amounts (JPY, USD …)."""
+    amount_claimed: Mapped[Decimal | None] = mapped_column(Numeric(14, 2), nullable=True)
+    amount_paid: Mapped[Decimal | None] = mapped_column(Numeric(14, 2), nullable=True)
+    status_since: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    eligible_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    """When the claim could first be filed (None: when it was prepared)."""
+    file_by: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    """The end of the filing window."""
+    filed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    last_amazon_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    """Amazon's last word on the case (a reply attached)."""
+    next_nudge_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    more_info_asked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    more_info_by: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    nudges: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """How many times a person was asked to nudge the case."""
+    more_info_text: Mapped[str | None] = mapped_column(Text, nullable=True)
+    """What Amazon asked for, in its words."""
+    closed_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    history: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONDocument, nullable=True)
+    """Every reply attached and reimbursement row read, once each ({"kind", "ref", "at", …})."""
 
 
 def open_claim(ledger: Ledger, *, kind: str, item_id: int, mcf_order_id: str, package_number: int, text: str,
@@ -623,7 +666,7 @@ def open_claim(ledger: Ledger, *, kind: str, item_id: int, mcf_order_id: str, pa
     try:
         with ledger.session() as s:
             claim = Claim(kind=kind, item_id=item_id, mcf_order_id=mcf_order_id, package_number=package_number,
-                          status="New", text=text, created_at=now)
+                          status="New", text=text, created_at=now, status_since=now, eligible_at=now, nudges=0)
             s.add(claim)
             s.flush()
             return claim, True
@@ -654,13 +697,38 @@ def list_claims(ledger: Ledger, *, item_id: int | None = None, mcf_order_id: str
         return list(s.scalars(query))
 
 
-def record_claim_case(ledger: Ledger, claim_id: int, case_id: str) -> Claim:
-    """A person filed the claim in Seller Central: Amazon's case id, status Filed."""
+def record_claim_case(ledger: Ledger, claim_id: int, case_id: str, now: datetime | None = None) -> Claim:
+    """A person filed the claim in Seller Central (or Amazon's acknowledgement named it): Amazon's
+    case id, status Filed (a claim already further on keeps its status)."""
     with ledger.session() as s:
         claim = s.get(Claim, claim_id)
         if claim is None:
             raise KeyError(claim_id)
         claim.case_id = case_id
-        claim.status = "Filed"
+        if claim.status == ClaimStatus.NEW:
+            claim.status = ClaimStatus.FILED.value
+            claim.filed_at = claim.status_since = now
         s.flush()
         return claim
+
+
+def update_claim(ledger: Ledger, claim_id: int, *, history: dict[str, Any] | None = None,
+                 **changes: Any) -> Claim:
+    """Change a claim's columns (and add one entry to its history) in one transaction."""
+    with ledger.session() as s:
+        claim = s.get(Claim, claim_id, with_for_update=True)
+        if claim is None:
+            raise KeyError(claim_id)
+        for name, value in changes.items():
+            if not hasattr(Claim, name):
+                raise AttributeError(f"a claim has no {name!r}")
+            setattr(claim, name, value)
+        if history is not None:
+            claim.history = [*(claim.history or []), history]
+        s.flush()
+        return claim
+
+
+def find_claim_by_case(ledger: Ledger, case_id: str) -> Claim | None:
+    with ledger.session() as s:
+        return s.scalar(select(Claim).where(Claim.case_id == case_id).order_by(Claim.id))

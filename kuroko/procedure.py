@@ -315,6 +315,9 @@ class Procedure:
         self.command_hints: dict[str, CommandHints] = {}
         """For the console: which items each command fits, and the choices of its parameters."""
         self.checks: list[Callable[[Connections], list[CheckLine]]] = []
+        self.summaries: list[Callable[[Ledger, datetime], list[str]]] = []
+        """Lines of the procedure's own for `kuroko status` and the report (e.g. open claims and money
+        claimed vs paid): read-only, from the ledger, at the given time."""
         """The procedure's own preflight checks for `kuroko check` (read-only: e.g. a user it @mentions)."""
         self._problems: list[str] = []
 
@@ -347,6 +350,11 @@ class Procedure:
     def preflight(self, fn: Callable[[Connections], list[CheckLine]]) -> Callable[[Connections], list[CheckLine]]:
         """A read-only check of what this procedure needs, run by `kuroko check`."""
         self.checks.append(fn)
+        return fn
+
+    def summary(self, fn: Callable[[Ledger, datetime], list[str]]) -> Callable[[Ledger, datetime], list[str]]:
+        """Lines this procedure adds to `kuroko status` and the report (read-only)."""
+        self.summaries.append(fn)
         return fn
 
     def command(self, fn: Callable[..., str] | None = None, *, fits: Callable[[WorkItem], bool] | None = None,

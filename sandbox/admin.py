@@ -34,6 +34,11 @@ class IncomingMail(BaseModel):
     body: str
     sender_name: str = "楽天市場"
     sender_email: str = "order@rakuten.co.jp"
+    recipient: str | None = None
+    """The address it was sent to (e.g. the claims address); None: the desk's support address."""
+    forwarded_by_name: str | None = None
+    forwarded_by_email: str | None = None
+    """An agent forwarded it (Zendesk agent forwarding): the sender is the original one."""
 
 
 class Stock(BaseModel):
@@ -125,8 +130,11 @@ def create_app(state: SandboxState) -> FastAPI:
 
     @app.post("/admin/mail")
     async def mail(body: IncomingMail) -> dict[str, Any]:
+        forwarder = ((body.forwarded_by_name or body.forwarded_by_email, body.forwarded_by_email)
+                     if body.forwarded_by_email else None)
         ticket = w().zendesk.receive_mail(subject=body.subject, body=body.body,
-                                          sender=(body.sender_name, body.sender_email))
+                                          sender=(body.sender_name, body.sender_email), recipient=body.recipient,
+                                          forwarded_by=forwarder)
         return {"ticket_id": ticket.id}
 
     @app.post("/admin/stock")

@@ -113,6 +113,15 @@ class SandboxAdmin:
         env["KUROKO_CLOCK_URL"] = self.admin + "/admin/clock"
         return {**env, **demo_credentials()}
 
+    @staticmethod
+    def claims_env() -> dict[str, str]:
+        """KUROKO_* variables that give the robot the sandbox's claims address and its registered
+        senders (not in ``robot_env``: a robot without them leaves the claims address alone)."""
+        from sandbox.amazon.case_mail import CLAIMS_ADDRESS, FORWARDING_AGENT, REGISTERED_SENDER
+
+        return {"KUROKO_CLAIMS_RECIPIENT": CLAIMS_ADDRESS,
+                "KUROKO_CLAIMS_SENDERS": f"{REGISTERED_SENDER[1]},{FORWARDING_AGENT[1]}"}
+
 
 def demo_credentials() -> dict[str, str]:
     """The sandbox's own demo logins, as the KUROKO_* settings that give them to the robot."""

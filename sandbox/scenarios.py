@@ -220,8 +220,44 @@ def bcart(world: World, seed: int, orders: int | None) -> list[str]:
     return placed
 
 
+def claims(world: World, seed: int, orders: int | None) -> list[str]:
+    """Amazon's case mails at the claims address (issue 12): ``orders`` (default 12) cases filed in
+    Seller Central for MCF orders ``CLAIM-MCF-<n>`` (the robot knows them once it has claims for
+    them), answered on the clock — paid, refused, asks for more, silent — in English and Japanese,
+    every phrasing, forwarded by the registered mailbox or by an agent, some acknowledged at once;
+    and the mail that is not a reply the robot follows: an unregistered sender, spam, a case that is
+    not ours, a newsletter, Amazon writing to the claims address itself, and Amazon writing again
+    two days after it paid or refused some cases (replies to closed claims). Also the shelves of
+    ``stocked``. Returns the case ids, in filing order."""
+    from sandbox.amazon.case_mail import AMAZON_SENDER, CLAIMS_ADDRESS, REGISTERED_SENDER
+
+    stocked(world, seed, orders)
+    rng = random.Random(f"claims-{seed}")
+    answers = ("pay", "refuse", "ask_more", "silent")
+    filed: list[str] = []
+    for n in range(orders or 12):
+        case = world.amazon.file_case(
+            kind=rng.choice(("lost", "lost", "damaged")), order_id=f"CLAIM-MCF-{n + 1}", sku=rng.choice(MCF_SKUS),
+            quantity=1, text="", answer=answers[n % len(answers)], answer_after_days=rng.choice((1, 2, 3, 5)),
+            amount=rng.choice((1980, 2480, 3980)), language=("en", "ja")[(n // 4) % 2], phrasing=n % 3,
+            forward=("auto", "agent")[n % 2 if n % 5 else 0], acknowledge=n % 3 == 0)
+        if case.answer in ("pay", "refuse") and n % 2 == 0:
+            case.again_after_days = 2.0  # Amazon writes again about a case it closed
+        filed.append(case.case_id)
+    noise = [
+        (("Someone", "someone@elsewhere.example"), f"[Case {filed[0]}] update", "We have issued a reimbursement."),
+        (("Prize Team", "win@prizes.example"), "You have won!", "Click here to claim your prize."),
+        (REGISTERED_SENDER, "Amazon Seller Support: Case ID 99999999999 updated", "Your case has been opened."),
+        (REGISTERED_SENDER, "Your monthly seller newsletter", "Tips for the winter season."),
+        (AMAZON_SENDER, f"[Case {filed[1]}] update", "Amazon writing to the claims address directly."),
+    ]
+    for sender, subject, body in noise:
+        world.zendesk.receive_mail(subject=subject, body=body, sender=sender, recipient=CLAIMS_ADDRESS)
+    return filed
+
+
 SCENARIOS: dict[str, Callable[[World, int, int | None], list[str]]] = {
-    "day": day, "stocked": stocked, "tamago": tamago, "bcart": bcart, "aftersales": aftersales,
+    "day": day, "stocked": stocked, "tamago": tamago, "bcart": bcart, "aftersales": aftersales, "claims": claims,
 }
 
 

@@ -48,6 +48,18 @@ class ZendeskSettings(KurokoSettings):
     zendesk_token: SecretStr = SecretStr("zendesk-demo-token")
 
 
+class ClaimsAddress(KurokoSettings):
+    claims_recipient: str = ""
+    """KUROKO_CLAIMS_RECIPIENT: the desk's address that receives only Amazon's forwarded case mails.
+    A ticket whose Zendesk ``recipient`` is this address belongs to the Amazon claims procedure alone."""
+
+
+def is_claims_mail(ticket: TicketView) -> bool:
+    """Was this ticket received at the claims address (and so is the claims procedure's alone)?"""
+    address = load(ClaimsAddress).claims_recipient.strip().casefold()
+    return bool(address) and (ticket.recipient or "").strip().casefold() == address
+
+
 ORDER_MAIL_MARK = "[Rakuten Marketplace]"
 UNSOLVED = "status<solved"
 T = TypeVar("T")
@@ -61,6 +73,15 @@ class TicketView(BaseModel):
     tags: list[str]
     created_at: datetime
     requester_id: int | None
+    # Additive (the claims procedure): how the mail reached Zendesk.
+    recipient: str | None = None
+    """Zendesk's ``recipient``: the support address the mail was sent to (e.g. the claims address)."""
+    via_from: str | None = None
+    """Zendesk's ``via.source.from.address``: the address the mail came from (for an auto-forwarded
+    mail, the mailbox that forwarded it)."""
+    submitter_id: int | None = None
+    """Who created the ticket: for an agent-forwarded mail the forwarding agent (the requester is
+    then the original sender Zendesk read out of the forwarded text)."""
 
 
 class CommentView(BaseModel):
@@ -117,6 +138,14 @@ class Helpdesk(Protocol):
         """The newest ticket with this external id."""
         ...
 
+    def tickets_to(self, recipient: str) -> list[TicketView]:
+        """Unsolved tickets whose ``recipient`` is this address, oldest first."""
+        ...
+
+    def user_email(self, user_id: int) -> str | None:
+        """The e-mail address of a Zendesk user."""
+        ...
+
     def request_count(self) -> int:
         """HTTP requests made so far (for the benchmark)."""
         ...
@@ -147,7 +176,25 @@ def _ticket_view(ticket: Any) -> TicketView:
         tags=list(ticket.tags or []),
         created_at=_parse_time(ticket.created_at),
         requester_id=ticket.requester_id,
+        recipient=getattr(ticket, "recipient", None) or None,
+        via_from=_via_from(ticket),
+        submitter_id=getattr(ticket, "submitter_id", None),
     )
+
+
+def _field(obj: Any, *names: str) -> Any:
+    for name in names:
+        value = obj.get(name) if isinstance(obj, dict) else getattr(obj, name, None)
+        if value is not None:
+            return value
+    return None
+
+
+def _via_from(ticket: Any) -> str | None:
+    """``via.source.from.address`` (zenpy gives ``via`` as objects or dicts, ``from`` as ``from_``)."""
+    source = _field(_field(ticket, "via") or {}, "source") or {}
+    address = _field(_field(source, "from_", "from") or {}, "address")
+    return str(address) if address else None
 
 
 def _comment_view(comment: Any) -> CommentView:
@@ -388,6 +435,20 @@ class ZendeskHelpdesk:
         found = self._call(f"look up the ticket of {external_id}",
                            lambda: [int(t.id) for t in self._zenpy.tickets(external_id=external_id)])
         return max(found, default=None)
+
+    def tickets_to(self, recipient: str) -> list[TicketView]:
+        address = recipient.strip()
+        if not address or '"' in address or " " in address:
+            raise ValueError(f"not an e-mail address: {recipient!r}")
+        found = self._search_tickets(f"search the tickets received at {address}",
+                                     f"type:ticket {UNSOLVED} recipient:{address}")
+        return [t for t in found if (t.recipient or "").casefold() == address.casefold()
+                and t.status not in ("solved", "closed")]
+
+    def user_email(self, user_id: int) -> str | None:
+        user = self._call(f"read the Zendesk user {user_id}", lambda: self._zenpy.users(id=user_id))
+        email = getattr(user, "email", None)
+        return str(email) if email else None
 
     def set_status(self, ticket_id: int, status: str) -> None:
         change = ZenpyTicket(id=ticket_id, status=status)

@@ -226,6 +226,23 @@ def status(procedure: ProceduresOpt = None) -> None:
             beat = f"{age:.0f} s ago" + (" (stopped beating)" if age > settings.heartbeat_timeout_seconds else "")
             t.add_row(w.id, beat, ", ".join(holding.get(w.id, [])) or "-")
         console.print(t)
+    procedure_summaries(settings, ledger, procedure)
+
+
+def procedure_summaries(settings: Settings, ledger: Ledger, only: list[str] | None) -> None:
+    """Each procedure's own status lines (``Procedure.summary``), at the robot's clock."""
+    from kuroko.ops.report import summaries
+    from kuroko.registry import load_procedures
+
+    try:
+        procedures = {n: p for n, p in load_procedures().items() if not only or n in only}
+        at = clock_from_url(settings.clock_url).now()
+    except Exception:  # the counts above stand on their own
+        return
+    for summary in summaries(procedures, ledger, at):
+        console.print(f"[bold]{summary.title}[/]")
+        for line in summary.lines:
+            console.print(line, soft_wrap=True, highlight=False, markup=False)
 
 
 @app.command()

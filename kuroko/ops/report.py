@@ -17,6 +17,29 @@ from kuroko.settings import Settings
 
 
 @dataclass
+class Summary:
+    procedure: str
+    title: str
+    lines: list[str]
+
+
+def summaries(procedures: dict, ledger: Ledger, now: datetime) -> list[Summary]:
+    """Each procedure's own lines (``Procedure.summary``), e.g. open claims and money claimed vs paid.
+    A procedure whose lines cannot be read says so instead of stopping the report."""
+    found = []
+    for name, procedure in sorted(procedures.items()):
+        lines: list[str] = []
+        for fn in getattr(procedure, "summaries", []):
+            try:
+                lines += fn(ledger, now)
+            except Exception as exc:
+                lines.append(f"(could not be read: {redact(str(exc))})")
+        if lines:
+            found.append(Summary(name, procedure.title, lines))
+    return found
+
+
+@dataclass
 class Group:
     procedure: str
     title: str
@@ -63,7 +86,7 @@ def write_report(settings: Settings, ledger: Ledger, path: Path, *, title: str =
         title = page.t("report")
     document = render("report.html", page, title=title, today=today,
                       views=views.waiting_items(ledger, procedures), groups=groups, total=len(items),
-                      written=wall_now())
+                      written=wall_now(), summaries=summaries(procedures, ledger, now))
     path.write_text(document, encoding="utf-8")
     return path
 

@@ -989,6 +989,14 @@ class FileCase(BaseModel):
                         description="what Amazon will answer (silent: never)")
     answer_after_days: float = Field(default=3, ge=0)
     amount: int | None = Field(default=None, ge=0, description="pay: yen (default: the product's price × quantity)")
+    language: str = Field(default="en", pattern="^(en|ja)$", description="the language of Amazon's mails")
+    phrasing: int = Field(default=0, ge=0, description="which phrasing Amazon's mails use (case_mail.py)")
+    forward: str = Field(default="auto", pattern="^(auto|agent|none)$",
+                         description="how Amazon's mails reach the claims address: the seller's mailbox forwards "
+                                     "them (auto), an agent does (agent), or none come (none)")
+    acknowledge: bool = Field(default=False, description="Amazon acknowledges the case by mail at once")
+    again_after_days: float | None = Field(default=None, ge=0, description="Amazon writes about the case once "
+                                                                          "more this long after answering it")
 
 
 class CaseAnswer(BaseModel):
@@ -1087,7 +1095,9 @@ def admin_router(state: SandboxState) -> APIRouter:
         answers it ``answer_after_days`` later (audit ``case_answered``; pay: a reimbursement row)."""
         case = store().file_case(kind=body.kind, order_id=body.order_id, sku=body.sku, quantity=body.quantity,
                                  text=body.text, answer=body.answer, answer_after_days=body.answer_after_days,
-                                 amount=body.amount)
+                                 amount=body.amount, language=body.language, phrasing=body.phrasing,
+                                 forward=body.forward, acknowledge=body.acknowledge)
+        case.again_after_days = body.again_after_days
         return case_view(case)
 
     @router.get("/cases")

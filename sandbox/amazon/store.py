@@ -470,6 +470,17 @@ class Case:
     answer_after_days: float = 3.0
     amount: int | None = None
     answered_at: datetime | None = None
+    language: str = "en"
+    """The language of Amazon's mails about it (en | ja)."""
+    phrasing: int = 0
+    """Which of the sandbox's phrasings Amazon's mails use (sandbox/amazon/case_mail.py)."""
+    forward: str = "auto"
+    """How its mails reach the claims address: auto (the seller's mailbox forwards them), agent (an
+    agent forwards them by hand), none (no mail: the reimbursements report alone tells)."""
+    mails: int = 0
+    again_after_days: float | None = None
+    """Amazon writes about the case once more this long after answering it (a reply to a closed case)."""
+    again_sent: bool = False
 
     @property
     def due(self) -> datetime:
@@ -577,6 +588,10 @@ class AmazonStore:
         for case in self.cases.values():
             if case.answered_at is None and case.answer != "silent" and case.due <= now:
                 self.answer_case(case, case.answer, at=case.due)
+            if (case.answered_at is not None and case.again_after_days is not None and not case.again_sent
+                    and case.answered_at + timedelta(days=case.again_after_days) <= now):
+                case.again_sent = True
+                self.mail_case(case, case.answer, case.amount)
 
     def _ship(self, order: FulfillmentOrder, shipment: Shipment) -> None:
         shipment.shipped = True
@@ -840,7 +855,8 @@ class AmazonStore:
         return row
 
     def file_case(self, *, kind: str, order_id: str | None, sku: str | None, quantity: int, text: str,
-                  answer: str, answer_after_days: float, amount: int | None) -> Case:
+                  answer: str, answer_after_days: float, amount: int | None, language: str = "en",
+                  phrasing: int = 0, forward: str = "auto", acknowledge: bool = False) -> Case:
         """A person files a case in Seller Central: Amazon gives it a case id (10 or 11 digits)."""
         while True:
             digits = self.rng.choice((10, 11))
@@ -848,10 +864,33 @@ class AmazonStore:
             if case_id not in self.cases:
                 break
         case = Case(case_id=case_id, kind=kind, order_id=order_id, sku=sku, quantity=quantity, text=text,
-                    filed_at=self.world.now(), answer=answer, answer_after_days=answer_after_days, amount=amount)
+                    filed_at=self.world.now(), answer=answer, answer_after_days=answer_after_days, amount=amount,
+                    language=language, phrasing=phrasing, forward=forward)
         self.cases[case_id] = case
         self.world.record("amazon", "case_filed", case_id=case_id, kind=kind, order_id=order_id)
+        if acknowledge:
+            self.mail_case(case, "ack")
         return case
+
+    def mail_case(self, case: Case, meaning: str, amount: int | None = None) -> None:
+        """Amazon's mail about the case, forwarded to the claims address (unless ``forward`` is none)."""
+        from sandbox.amazon.case_mail import (
+            AMAZON_SENDER,
+            CLAIMS_ADDRESS,
+            FORWARDING_AGENT,
+            REGISTERED_SENDER,
+            case_mail,
+        )
+
+        if case.forward == "none":
+            return
+        subject, body = case_mail(meaning, case_id=case.case_id, order=case.order_id or "", amount=amount,
+                                  language=case.language, phrasing=case.phrasing + case.mails)
+        case.mails += 1
+        agent = case.forward == "agent"
+        self.world.zendesk.receive_mail(subject=subject, body=body,
+                                        sender=AMAZON_SENDER if agent else REGISTERED_SENDER,
+                                        recipient=CLAIMS_ADDRESS, forwarded_by=FORWARDING_AGENT if agent else None)
 
     def answer_case(self, case: Case, answer: str, *, at: datetime | None = None, amount: int | None = None) -> None:
         """Amazon answers the case (its mail is the Zendesk side's to write, from the audit entry);
@@ -868,6 +907,8 @@ class AmazonStore:
                                    approved_at=case.answered_at)
         self.world.record("amazon", "case_answered", case_id=case.case_id, answer=answer, amount=paid,
                           order_id=case.order_id)
+        if answer != "silent":
+            self.mail_case(case, answer, paid)
 
     def create_report(self, report_type: str, start: datetime | None, end: datetime | None) -> Report:
         now = self.world.now()

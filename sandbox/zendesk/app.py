@@ -54,11 +54,11 @@ def base_url(request: Request) -> str:
     return str(request.base_url).rstrip("/")
 
 
-def via_json(channel: str, sender: tuple[str, str] | None = None) -> dict[str, Any]:
+def via_json(channel: str, sender: tuple[str, str] | None = None, recipient: str | None = None) -> dict[str, Any]:
     if channel == "email" and sender is not None:
         return {"channel": "email", "source": {
             "from": {"address": sender[1], "name": sender[0]},
-            "to": {"address": SUPPORT_ADDRESS[1], "name": SUPPORT_ADDRESS[0]},
+            "to": {"address": recipient or SUPPORT_ADDRESS[1], "name": SUPPORT_ADDRESS[0]},
             "rel": None,
         }}
     return {"channel": channel, "source": {"from": {}, "to": {}, "rel": None}}
@@ -69,7 +69,7 @@ def ticket_json(ticket: Ticket, base: str) -> dict[str, Any]:
         "url": f"{base}{API}/tickets/{ticket.id}.json",
         "id": ticket.id,
         "external_id": ticket.external_id,
-        "via": via_json(ticket.channel, ticket.sender) if ticket.followup_source_id is None else {
+        "via": via_json(ticket.channel, ticket.sender, ticket.recipient) if ticket.followup_source_id is None else {
             "channel": "api", "source": {"from": {"ticket_id": ticket.followup_source_id}, "to": {},
                                          "rel": "follow_up"}},
         "created_at": iso(ticket.created_at),
@@ -103,7 +103,7 @@ def ticket_json(ticket: Ticket, base: str) -> dict[str, Any]:
         "allow_channelback": False,
         "allow_attachments": True,
         "from_messaging_channel": False,
-    } | ({"recipient": SUPPORT_ADDRESS[1]} if ticket.channel == "email" else {})
+    } | ({"recipient": ticket.recipient or SUPPORT_ADDRESS[1]} if ticket.channel == "email" else {})
 
 
 def comment_json(comment: Comment, ticket: Ticket) -> dict[str, Any]:

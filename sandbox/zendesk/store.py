@@ -122,6 +122,8 @@ class Ticket:
     followup_source_id: int | None = None
     """A follow-up ticket: the closed ticket it follows (``via_followup_source_id`` at creation)."""
     followup_ids: list[int] = field(default_factory=list)
+    recipient: str | None = None
+    """The support address the mail was sent to (None: the desk's own ``SUPPORT_ADDRESS``)."""
 
 
 @dataclass
@@ -193,7 +195,7 @@ _TERM = re.compile(
     r'(?P<neg>-)?(?:(?P<field>[A-Za-z_]+)(?P<op><=|>=|:|<|>))?(?:"(?P<phrase>[^"]*)"?|(?P<word>\S+))'
 )
 TICKET_FIELDS = {"status", "subject", "description", "comment", "tags", "tag", "created", "updated", "solved",
-                 "requester", "assignee", "priority", "ticket_type", "via", "id", "ticket_id"}
+                 "requester", "assignee", "priority", "ticket_type", "via", "id", "ticket_id", "recipient"}
 USER_FIELDS = {"name", "email", "role"}
 SORT_FIELDS = {"created": "created_at", "created_at": "created_at", "updated": "updated_at",
                "updated_at": "updated_at", "status": "status", "priority": "priority",
@@ -349,14 +351,22 @@ class ZendeskStore:
     def _new_id(self) -> int:
         return next(self._comment_ids)
 
-    def receive_mail(self, *, subject: str, body: str, sender: tuple[str, str]) -> Ticket:
-        """An e-mail arrives at the support address and becomes a new ticket."""
+    def receive_mail(self, *, subject: str, body: str, sender: tuple[str, str], recipient: str | None = None,
+                     forwarded_by: tuple[str, str] | None = None) -> Ticket:
+        """An e-mail arrives at a support address (``recipient``; None: the desk's own) and becomes a
+        new ticket. ``forwarded_by``: an agent forwarded it (Zendesk's agent forwarding): the
+        original ``sender`` becomes the requester and the agent the submitter. A mail a mailbox
+        forwarded by itself (auto-forwarding) simply comes from that mailbox (``sender``)."""
         name, email = sender
         user = self.user_by_email(email) or self.add_user(name, email)
+        submitter = user
+        if forwarded_by is not None:
+            submitter = self.user_by_email(forwarded_by[1]) or self.add_user(*forwarded_by, role="agent")
         now = self.world.now()
         ticket = Ticket(
             id=next(self._ticket_ids), subject=subject, description=body, requester_id=user.id,
-            created_at=now, updated_at=now, submitter_id=user.id, channel="email", sender=(name, email),
+            created_at=now, updated_at=now, submitter_id=submitter.id, channel="email", sender=(name, email),
+            recipient=recipient,
         )
         self.tickets[ticket.id] = ticket
         audit = self._audit(ticket, user.id, "email")
@@ -695,6 +705,8 @@ class ZendeskStore:
             return (ticket.type or "") == value.lower()
         if name == "via":
             return ticket.channel == value.lower()
+        if name == "recipient":
+            return ticket.channel == "email" and (ticket.recipient or SUPPORT_ADDRESS[1]).casefold() == value.casefold()
         # id / ticket_id
         return value.isdigit() and _compare(ticket.id, op, int(value))
 
@@ -706,6 +718,8 @@ class ZendeskStore:
                 {"id": t.id, "subject": t.subject, "status": t.status, "tags": list(t.tags),
                  "requester_id": t.requester_id, "created_at": iso(t.created_at), "channel": t.channel,
                  "external_id": t.external_id, "followup_source_id": t.followup_source_id,
+                 "recipient": t.recipient if t.channel != "email" else (t.recipient or SUPPORT_ADDRESS[1]),
+                 "submitter_id": t.submitter_id,
                  "merged_into": t.merged_into, "collaborator_ids": list(t.collaborator_ids),
                  "comments": [{"id": c.id, "public": c.public, "body": c.body, "author_id": c.author_id,
                                "created_at": iso(c.created_at), "via": c.channel} for c in t.comments]}
