@@ -35,7 +35,7 @@ import typer
 
 from bots import rakuten_sim_order as order_a
 from kuroko.errors import ApiError, KurokoError
-from kuroko.handover import HandOver, marker
+from kuroko.handover import HandOver, handover_external_id, marker
 from kuroko.ledger import ClaimKind, get_claim, open_claim, record_claim_case, update_claim
 from kuroko.procedure import DeskContext, Done, IntakeContext, NotYet, Outcome, Procedure, StepContext
 from kuroko.settings import KurokoSettings, load
@@ -495,7 +495,26 @@ def open_parcel_claim(ctx: StepContext, kind: ClaimKind, order: McfOrder, shipme
         "Fulfillment) with this text, then record Amazon's case id with "
         f"`kuroko claim {claim.id} --case-id <case id>`.\n\n---\n{claim.text}\n---"
     )
-    write_note(ctx, f"claim-{kind.value}-{package.package_number}", body, hold=True)
+    what_note = f"claim-{kind.value}-{package.package_number}"
+    if _created and noted_before(ctx, marker(ctx.key, what_note)):
+        # A claim note with no claim behind it: the ledger was lost (or is new). Whether the claim was
+        # filed, and its case id, only Seller Central knows now: a person looks, never the robot on blind.
+        write_note(ctx, f"{what_note}-rebuilt", (
+            f"The robot's ledger no longer knew the {what.lower()} claim for MCF order {ctx.key}, package "
+            f"{package.package_number} (the ledger was lost or is new); its earlier note on this ticket prepared it. "
+            "It may already be filed: look for the case in Seller Central, then record it as "
+            f"`kuroko claim {claim.id} --case-id <case id>` (claim {claim.id} is its new number), or file it "
+            "with the text of the earlier note if it never was."), hold=True)
+        return
+    write_note(ctx, what_note, body, hold=True)
+
+
+def noted_before(ctx: StepContext, tag: str) -> bool:
+    """Whether a robot note with ``tag`` is on the order's ticket or the follow-up ticket the robot
+    opened for this item (found by its external id, which a lost ledger does not take away)."""
+    desk = ctx.use(HELPDESK)
+    places = {ctx.ticket_id, ctx.item.handover_ticket_id, desk.ticket_by_external_id(handover_external_id(ctx.item))}
+    return any(tag in c.body for ticket in places if ticket is not None for c in desk.comments(ticket))
 
 
 # --- what a person does ------------------------------------------------------------------------
