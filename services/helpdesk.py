@@ -20,6 +20,7 @@ Messages name the operation, Zendesk's error and description, and what to do; ne
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -61,6 +62,11 @@ class TicketView(BaseModel):
     tags: list[str]
     created_at: datetime
     requester_id: int | None
+    recipient: str | None = None
+    """The address the mail was sent to (Zendesk's ``recipient``), for routing."""
+    requester_email: str | None = None
+    """The sender's address as the mail gave it (``via.source.from.address``): for a Rakuten buyer the
+    masked …@*.fw.rakuten.ne.jp address that is also on the RMS order."""
 
 
 class CommentView(BaseModel):
@@ -82,6 +88,19 @@ class Helpdesk(Protocol):
         ...
 
     def ticket(self, ticket_id: int) -> TicketView: ...
+
+    def unsolved_tickets(self) -> list[TicketView]:
+        """Every unsolved ticket, oldest first (the router reads them)."""
+        ...
+
+    def tagged_tickets(self, tag: str) -> list[TicketView]:
+        """Unsolved tickets carrying ``tag``, oldest first."""
+        ...
+
+    def add_public_reply(self, ticket_id: int, body: str, *, status: str | None = None,
+                         add_tags: Sequence[str] = ()) -> None:
+        """A public comment (Zendesk mails it to the requester), with a status change and tags, in one update."""
+        ...
 
     def comments(self, ticket_id: int) -> list[CommentView]:
         """Every comment, internal notes included, oldest first."""
@@ -147,7 +166,25 @@ def _ticket_view(ticket: Any) -> TicketView:
         tags=list(ticket.tags or []),
         created_at=_parse_time(ticket.created_at),
         requester_id=ticket.requester_id,
+        recipient=getattr(ticket, "recipient", None) or None,
+        requester_email=_sender_address(ticket),
     )
+
+
+def _field(obj: Any, name: str) -> Any:
+    if obj is None:
+        return None
+    if isinstance(obj, dict):
+        return obj.get(name)
+    return getattr(obj, name, None)
+
+
+def _sender_address(ticket: Any) -> str | None:
+    """The mail's From address (``via.source.from.address``), if the ticket came by mail."""
+    source = _field(_field(ticket, "via"), "source")
+    sender = _field(source, "from") or _field(source, "from_")
+    address = _field(sender, "address")
+    return str(address).strip() if address else None
 
 
 def _comment_view(comment: Any) -> CommentView:
@@ -325,6 +362,16 @@ class ZendeskHelpdesk:
                 mine.append(ticket)
         return mine
 
+    def unsolved_tickets(self) -> list[TicketView]:
+        found = self._search_tickets("search the unsolved tickets", f"type:ticket {UNSOLVED}")
+        return [t for t in found if t.status not in ("solved", "closed")]
+
+    def tagged_tickets(self, tag: str) -> list[TicketView]:
+        if not re.fullmatch(r"[\w-]+", tag):
+            raise ValueError(f"not a tag: {tag!r}")
+        found = self._search_tickets(f"search the tickets tagged {tag}", f"type:ticket {UNSOLVED} tags:{tag}")
+        return [t for t in found if tag in t.tags and t.status not in ("solved", "closed")]
+
     def ticket(self, ticket_id: int) -> TicketView:
         return self._call(f"read ticket #{ticket_id}", lambda: _ticket_view(self._zenpy.tickets(id=ticket_id)))
 
@@ -369,6 +416,17 @@ class ZendeskHelpdesk:
                 return comment.id
         raise ApiError(f"Zendesk accepted the note on ticket #{ticket_id} but it is not among the ticket's "
                        "comments; look at the ticket in Zendesk before writing it again.", code="note_missing")
+
+    def add_public_reply(self, ticket_id: int, body: str, *, status: str | None = None,
+                         add_tags: Sequence[str] = ()) -> None:
+        if not body.strip():
+            raise ValueError("a reply needs a body")
+        change = ZenpyTicket(id=ticket_id, comment=ZenpyComment(body=body, public=True))
+        if status is not None:
+            change.status = status
+        if add_tags:
+            change.additional_tags = list(add_tags)
+        self._call(f"reply to ticket #{ticket_id}", lambda: self._zenpy.tickets.update(change))
 
     def open_internal_ticket(self, *, subject: str, body: str, external_id: str, tags: Sequence[str] = (),
                              follow_up_of: int | None = None) -> int:
