@@ -208,73 +208,7 @@ def timeline(d: Day, mp: pytest.MonkeyPatch) -> None:
     d.run()
 
 
-# --- 1. a shipped parcel, full-width number; public; nothing twice ---------------------------------
-def test_1_shipped_parcel_full_width_number_answered_with_tracking_and_edd(day: Day) -> None:
-    packages = [p for o in day.seen["shipped_packages"] if o["seller_fulfillment_order_id"] == day.mcf(day.ontime)
-                for p in o["packages"]]
-    assert packages
-    item = day.item("shipped")
-    assert item.state == "done" and item.path == "in_transit" and item.facts["matched_by"] == "number"
-    (answer,) = notes(day.ticket("shipped"))
-    edd = datetime.fromisoformat(item.facts["situation"]["edd"])
-    for p in packages:
-        assert p["tracking_number"] in answer
-    assert f"お届け予定日: {edd.year}年{edd.month}月{edd.day}日" in answer
-    assert "ヤマト運輸" in answer or "日本郵便" in answer or "佐川急便" in answer or "配送業者" in answer
-    assert "swiship" in answer and "配送状況: 輸送中" in answer
-    assert day.ticket("shipped")["status"] == "open" and bi.ANSWERED_TAG in day.ticket("shipped")["tags"]
-    # KUROKO_INQUIRY_REPLY=public: the public reply itself, no draft; a second pass added nothing.
-    public = day.ticket("public")
-    (reply,) = public_replies(public, day.sandbox)
-    assert day.robot.order(day.late).key in reply or "注文番号" in reply
-    assert "追跡番号" in reply and "お届け予定日" in reply and "[kuroko:" not in reply
-    assert not [n for n in notes(public) if ":answer]" in n]
-    assert day.seen["public_after_first"] == day.seen["public_after_second"]
-
-
-# --- 2. before shipping, within a day, late --------------------------------------------------
-def test_2_before_shipping_within_a_day_and_late_say_what_the_seed_allows(day: Day) -> None:
-    (before,) = [n for n in notes(day.ticket("before")) if ":answer]" in n]
-    assert "まだ出荷されておりません" in before and "追跡番号:" not in before
-    assert day.item("before").path == "not_shipped"
-    (fresh,) = [n for n in notes(day.ticket("just_shipped")) if ":answer]" in n]
-    assert "1日ほど" in fresh and "追跡番号:" in fresh and day.item("just_shipped").path == "just_shipped"
-    (late,) = [n for n in notes(day.ticket("late")) if ":answer]" in n]
-    assert "申し訳ございません" in late and "確認しております" in late and day.item("late").path == "late"
-    after = day.robot.ledger.find_item(day.mcf(day.late), mcf_aftercare.NAME)
-    assert after is not None and after.state == ItemState.HELD.value and after.hold_code == "buyer_asked_late"
-    order_ticket = day.robot.order(day.late).ticket_id
-    held_note = [n for t in day.sandbox.state()["zendesk"]["tickets"] if t["id"] == order_ticket
-                 for n in notes(t) if "buyer-late" in n]
-    assert len(held_note) == 1 and f"#{day.q['late']}" in held_note[0]
-
-
-# --- 3. matched by the masked address ----------------------------------------------------------
-def test_3_question_without_number_is_matched_by_the_masked_address(day: Day) -> None:
-    item = day.item("before")
-    assert item.facts["matched_by"] == "address" and item.facts["order_number"] == day.late
-    assert item.facts["requester_email"].endswith("@pc.fw.rakuten.ne.jp")
-    assert item.facts["requester_email"] == day.robot.order(day.late).facts["ship_to"]["email"]
-
-
-# --- 4. unknown order, not about delivery: a person ------------------------------------------
-def test_4_unknown_order_and_other_matters_go_to_a_person_unanswered(day: Day) -> None:
-    unknown = day.item("unknown")
-    assert unknown.hold_code == "unknown_order"
-    (hold,) = notes(day.ticket("unknown"))
-    assert "999999-2026" in hold and "does not know" in hold
-    assert get_settings().hold_tag in day.ticket("unknown")["tags"]
-    receipt_holds = [n for n in notes(day.ticket("receipt")) if ":hold-" in n]
-    assert receipt_holds and day.ontime in receipt_holds[0] and "MCF order RKT-" in receipt_holds[0]
-    for name in ("unknown", "receipt", "broken"):
-        ticket = day.ticket(name)
-        assert bi.ANSWERED_TAG not in ticket["tags"] and not [n for n in notes(ticket) if ":answer]" in n]
-        assert not public_replies(ticket, day.sandbox)
-    stranger = day.ticket("stranger")
-    assert stranger["comments"][1:] == [] and day.robot.ledger.find_item(bi.item_key(stranger["id"])) is None
-
-
-# --- 5. every new ticket routed once ---------------------------------------------------------------
+# --- 5. every new ticket routed once (first: it resets the sandbox the other tests share) --------
 def test_5_a_seeded_day_every_ticket_is_routed_once(sandbox: Sandbox, settings_env: Path) -> None:
     sandbox.reset(seed=5, scenario="inquiries", orders=8)
     settings = get_settings()
@@ -325,6 +259,73 @@ def test_5_a_seeded_day_every_ticket_is_routed_once(sandbox: Sandbox, settings_e
         assert route(TicketView(subject="Case 1234567890", description="123456-20261120-1234567890",
                                 recipient="Claims@kuroko.example", **base)) == "amazon_claims"
     reload_settings()
+
+
+# --- 1. a shipped parcel, full-width number; public; nothing twice ---------------------------------
+def test_1_shipped_parcel_full_width_number_answered_with_tracking_and_edd(day: Day) -> None:
+    packages = [p for o in day.seen["shipped_packages"] if o["seller_fulfillment_order_id"] == day.mcf(day.ontime)
+                for p in o["packages"]]
+    assert packages
+    item = day.item("shipped")
+    assert item.facts["situation"]["kind"] == "in_transit" and item.facts["matched_by"] == "number"
+    (answer,) = [n for n in notes(day.ticket("shipped")) if ":answer]" in n]
+    edd = datetime.fromisoformat(item.facts["situation"]["edd"])
+    for p in packages:
+        assert p["tracking_number"] in answer and f"配送業者: {bi.CARRIERS_JA[p['carrier_code']]}" in answer
+    assert f"お届け予定日: {edd.year}年{edd.month}月{edd.day}日" in answer
+    assert "swiship" in answer and ("配送状況: 輸送中" in answer or "配送状況: 配達中" in answer)
+    assert day.ticket("shipped")["status"] == "open" and bi.ANSWERED_TAG in day.ticket("shipped")["tags"]
+    # KUROKO_INQUIRY_REPLY=public: the public reply itself, no draft; a second pass added nothing.
+    public = day.ticket("public")
+    (reply,) = public_replies(public, day.sandbox)
+    assert day.robot.order(day.late).key in reply or "注文番号" in reply
+    assert "追跡番号" in reply and "お届け予定日" in reply and "[kuroko:" not in reply
+    assert not [n for n in notes(public) if ":answer]" in n]
+    assert day.seen["public_after_first"] == day.seen["public_after_second"]
+
+
+# --- 2. before shipping, within a day, late --------------------------------------------------
+def test_2_before_shipping_within_a_day_and_late_say_what_the_seed_allows(day: Day) -> None:
+    (before,) = [n for n in notes(day.ticket("before")) if ":answer]" in n]
+    assert "まだ出荷されておりません" in before and "追跡番号:" not in before
+    assert day.item("before").facts["situation"]["kind"] == "not_shipped"
+    (fresh,) = [n for n in notes(day.ticket("just_shipped")) if ":answer]" in n]
+    assert "1日ほど" in fresh and "追跡番号:" in fresh
+    assert day.item("just_shipped").facts["situation"]["kind"] == "just_shipped"
+    (late,) = [n for n in notes(day.ticket("late")) if ":answer]" in n]
+    assert "申し訳ございません" in late and "確認しております" in late
+    assert day.item("late").facts["situation"]["kind"] == "late"
+    after = day.robot.ledger.find_item(day.mcf(day.late), mcf_aftercare.NAME)
+    assert after is not None and after.state == ItemState.HELD.value and after.hold_code == "buyer_asked_late"
+    order_ticket = day.robot.order(day.late).ticket_id
+    held_note = [n for t in day.sandbox.state()["zendesk"]["tickets"] if t["id"] == order_ticket
+                 for n in notes(t) if "buyer-late" in n]
+    assert len(held_note) == 1 and f"#{day.q['late']}" in held_note[0]
+
+
+# --- 3. matched by the masked address ----------------------------------------------------------
+def test_3_question_without_number_is_matched_by_the_masked_address(day: Day) -> None:
+    item = day.item("before")
+    assert item.facts["matched_by"] == "address" and item.facts["order_number"] == day.late
+    assert item.facts["requester_email"].endswith("@pc.fw.rakuten.ne.jp")
+    assert item.facts["requester_email"] == day.robot.order(day.late).facts["ship_to"]["email"]
+
+
+# --- 4. unknown order, not about delivery: a person ------------------------------------------
+def test_4_unknown_order_and_other_matters_go_to_a_person_unanswered(day: Day) -> None:
+    unknown = day.item("unknown")
+    assert unknown.hold_code == "unknown_order"
+    (hold,) = notes(day.ticket("unknown"))
+    assert "999999-2026" in hold and "does not know" in hold
+    assert get_settings().hold_tag in day.ticket("unknown")["tags"]
+    receipt_holds = [n for n in notes(day.ticket("receipt")) if ":hold-" in n]
+    assert receipt_holds and day.ontime in receipt_holds[0] and "MCF order RKT-" in receipt_holds[0]
+    for name in ("unknown", "receipt", "broken"):
+        ticket = day.ticket(name)
+        assert bi.ANSWERED_TAG not in ticket["tags"] and not [n for n in notes(ticket) if ":answer]" in n]
+        assert not public_replies(ticket, day.sandbox)
+    stranger = day.ticket("stranger")
+    assert stranger["comments"][1:] == [] and day.robot.ledger.find_item(bi.item_key(stranger["id"])) is None
 
 
 # --- 6. a return of 2 units: one authorization, the RMA, nothing twice ----------------------------
