@@ -26,7 +26,8 @@ from services.rakuten_mail import ORDER_MAIL_SUBJECTS, ORDER_NUMBER, plain_text
 Route = Literal["rakuten_sim_order", "amazon_claims", "buyer_inquiries"]
 MASKED_ADDRESS = re.compile(r"^[^@\s]+@[a-z0-9-]+\.fw\.rakuten\.ne\.jp$", re.IGNORECASE)
 """Rakuten's masked buyer address (あんしんメルアド): …@pc.fw.rakuten.ne.jp, …@dm.fw.rakuten.ne.jp."""
-REPLY_PREFIX = re.compile(r"^\s*(re|fw|fwd|返信|転送)\s*[:：]", re.IGNORECASE)
+REPLY_PREFIX = re.compile(r"^\s*(re|aw|返信)\s*[:：]", re.IGNORECASE)
+"""A reply: a buyer answering Rakuten's order mail writes to the shop about the order."""
 
 
 class RoutingSettings(KurokoSettings):
@@ -42,9 +43,11 @@ def is_masked(address: str | None) -> bool:
 
 
 def is_order_mail(ticket: TicketView) -> bool:
-    """Rakuten's automatic order mail: its exact subject, not a buyer's reply to it."""
+    """Rakuten's automatic order mail (its subject, also forwarded), not a buyer's reply to it: never a
+    ``Re:``, never from a masked buyer address."""
     subject = ticket.subject.strip()
-    return not REPLY_PREFIX.match(subject) and any(subject.startswith(s) for s in ORDER_MAIL_SUBJECTS)
+    return (not REPLY_PREFIX.match(subject) and not is_masked(ticket.requester_email)
+            and any(s in subject for s in ORDER_MAIL_SUBJECTS))
 
 
 def order_numbers(ticket: TicketView) -> list[str]:
