@@ -203,6 +203,8 @@ def timeline(d: Day, mp: pytest.MonkeyPatch) -> None:
     # Again, by the tags on the late ticket: all 5 units are already being returned.
     zendesk = ZendeskHelpdesk()
     zendesk.add_tags(d.q["late"], [bi.RETURN_TAG, f"{bi.REASON_TAG}cr-missed_estimated_delivery"])
+    # And a reason Amazon does not offer for this SKU.
+    zendesk.add_tags(d.q["before"], [bi.RETURN_TAG, f"{bi.REASON_TAG}cr-not_compatible"])
     s.advance(minutes=10)
     d.run()
     d.run()  # a second pass and a repeated command change nothing
@@ -383,6 +385,9 @@ def test_7_return_outcomes_and_a_return_before_shipping_refused(day: Day) -> Non
     assert defective.state == "held" and defective.hold_code == "return_needs_person"
     assert [n for n in notes(day.ticket("receipt")) if "Defective" in n and ":hold-" in n]
     assert len(list_claims(day.robot.ledger)) == 1
+    not_offered = day.item("before").facts["return"]
+    assert not_offered["refused"] == "ReasonNotOffered" and "authorization" not in not_offered
+    assert [n for n in notes(day.ticket("before")) if "does not offer the reason" in n and "CR-DEFECTIVE" in n]
 
 
 # --- 8. the crash hook covers the new side effects -----------------------------------------------
