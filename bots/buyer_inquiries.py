@@ -70,6 +70,8 @@ OTHER_WORDS = re.compile(
     re.IGNORECASE)
 """Words of another matter: such a question goes to a person even if it also mentions delivery."""
 
+BEFORE_MCF_STEPS = ("check_boss", "verify_physical_sim", "confirm_order", "send_thank_you", "create_mcf_order")
+"""Procedure A's steps before the MCF order exists (a question then: nothing has shipped yet)."""
 CARRIERS_JA = {"JAPAN_POST": "日本郵便", "YAMATO": "ヤマト運輸", "SAGAWA": "佐川急便", "AMZL_JP": "Amazon配送"}
 STATUS_JA = {
     "INTRANSIT": "輸送中", "OUTFORDELIVERY": "配達中", "DELIVERED": "配達完了", "DELAYED": "遅延",
@@ -233,6 +235,10 @@ def answer(ctx: StepContext) -> Outcome:
     mcf_id = order_item.facts.get("mcf_id")
     order = ctx.use(FULFILLMENT).get_order(str(mcf_id)) if mcf_id else None
     found = situation(ctx, order, order_item) if order is not None else None
+    if found is None and not mcf_id and order_item.state == ItemState.ACTIVE.value \
+            and order_item.step in BEFORE_MCF_STEPS:
+        found = {"kind": "not_shipped", "edd": None, "mcf_status": None, "mcf_id": None, "pending_units": 0,
+                 "parcels": []}  # procedure A has not sent it to MCF yet: nothing has shipped
     if found is not None:
         ctx.facts["situation"] = {k: v for k, v in found.items() if k != "parcels"}
         ctx.facts["parcels"] = found["parcels"]

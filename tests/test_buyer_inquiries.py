@@ -148,7 +148,11 @@ def timeline(d: Day, mp: pytest.MonkeyPatch) -> None:
     # delivered 3 days late). (One order, not two: procedure A's Chromium is the cost of this file.)
     d.late = d.ontime = s.place_order({DATA_SIM: 5})["order_number"]
     s.post(f"/admin/amazon/fulfillment-orders/RKT-{d.late}/plan", {"fate": "late", "deliver_after_days": 3})
-    s.advance(minutes=31)
+    # 09:10: the buyer asks at once, before procedure A has sent the order to MCF.
+    s.advance(minutes=10)
+    d.ask("early", "where", d.late)
+    d.run()
+    s.advance(minutes=21)
     d.run()
     assert d.robot.order(d.late).facts.get("mcf_id") and d.robot.order(d.ontime).facts.get("mcf_id")
     # Before shipping: by address (no number), an unknown order, not about delivery, broken (a return).
@@ -299,6 +303,8 @@ def test_1_shipped_parcel_full_width_number_answered_with_tracking_and_edd(day: 
 
 # --- 2. before shipping, within a day, late --------------------------------------------------
 def test_2_before_shipping_within_a_day_and_late_say_what_the_seed_allows(day: Day) -> None:
+    (early,) = [n for n in notes(day.ticket("early")) if ":answer]" in n]
+    assert "まだ出荷されておりません" in early and day.item("early").facts["situation"]["kind"] == "not_shipped"
     (before,) = [n for n in notes(day.ticket("before")) if ":answer]" in n]
     assert "まだ出荷されておりません" in before and "追跡番号:" not in before
     assert day.item("before").facts["situation"]["kind"] == "not_shipped"
