@@ -430,7 +430,11 @@ def hand_aftercare_to_person(ctx: StepContext, mcf_id: str, number: str, found: 
 
 
 # --- returns: what a person asks --------------------------------------------------------------
-def parse_units(values: list[str] | None) -> dict[str, int] | None:
+def parse_units(values: list[str] | str | None) -> dict[str, int] | None:
+    """``--item SKU:QTY`` (repeated), or the console's one field ("SKU:2, SKU2:1")."""
+    if isinstance(values, str):
+        values = re.split(r"[\s,、]+", values)
+    values = [v for v in values or [] if v.strip()]
     if not values:
         return None
     units: dict[str, int] = {}
