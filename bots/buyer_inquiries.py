@@ -671,7 +671,8 @@ def follow_return(ctx: StepContext) -> Outcome:
                           f"({units[0].received_condition}): {listing}")
     conditions = sorted({str(x.received_condition) for x in mine})
     r["processed"] = conditions
-    if person:
+    if person and not r.get("person_told"):  # once: released by the person, the item completes
+        r["person_told"] = True
         ctx.facts["return"] = r
         raise ReturnOutcome(f"return {auth_id} of order {r['order_number']} (MCF order {r['mcf_id']}) was processed "
                             "by Amazon: " + "; ".join(person) + ". Nothing goes back to stock and no claim applies: "
