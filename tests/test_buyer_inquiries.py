@@ -10,11 +10,18 @@ a day of it, in transit, late; a return of 2 units, then three of 1 unit); each 
 reads what its moment left in Zendesk, Amazon and the ledger. Every pass of that timeline runs
 under an in-process crash hook (``crashing``): the first time each kind of side effect of this
 procedure happens, ``side_effect_done`` raises right after it (the effect done, the ledger not
-told), and the pass is run again — so every new side effect is also a crash point (item 8).
+told), and the pass is run again — so every new side effect is also a crash point (item 8); and
+test 8 runs the real `kuroko run --once -p buyer_inquiries` under KUROKO_CRASH_AFTER_ACTIONS=1
+(SIGKILL) on one more question until a run exits by itself.
 """
 
 from __future__ import annotations
 
+import os
+import re
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -23,7 +30,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from conftest import Sandbox
+from conftest import ROOT, Sandbox
 from robot import Robot, make_robot
 
 import kuroko.procedure
@@ -38,6 +45,7 @@ from kuroko.settings import get_settings, reload_settings
 from services.helpdesk import TicketView, ZendeskHelpdesk
 
 DATA_SIM = "SIM-DATA-30D-20GB"
+HOOK_LINE = re.compile(r"KUROKO_CRASH_AFTER_ACTIONS: SIGKILL after side effect \d+: (.+)")
 JST = ZoneInfo("Asia/Tokyo")
 
 
@@ -408,6 +416,25 @@ def test_7_return_outcomes_and_a_return_before_shipping_refused(day: Day) -> Non
 
 # --- 8. the crash hook covers the new side effects -----------------------------------------------
 def test_8_every_new_side_effect_was_a_crash_point_and_nothing_happened_twice(day: Day) -> None:
+    # The real harness too: `kuroko run --once -p buyer_inquiries` SIGKILLs itself right after its first
+    # side effect (KUROKO_CRASH_AFTER_ACTIONS=1), run after run, on a new late question.
+    day.ask("killed", "where", day.late)
+    day.sandbox.advance(minutes=10)
+    env = {**os.environ, "KUROKO_CRASH_AFTER_ACTIONS": "1"}
+    killed: list[str] = []
+    for _ in range(8):
+        run = subprocess.run([sys.executable, "-m", "kuroko.ops.cli", "run", "--once", "-p", bi.NAME], cwd=ROOT,
+                             env=env, capture_output=True, text=True, timeout=300)
+        killed += HOOK_LINE.findall(run.stderr)
+        if run.returncode != -signal.SIGKILL:
+            assert run.returncode == 0, run.stderr[-2000:]
+            break
+    assert any("draft_answer" in k for k in killed) and any("hand_to_person" in k for k in killed), killed
+    assert len([n for n in notes(day.ticket("killed")) if ":answer]" in n]) == 1
+    order_ticket = day.robot.order(day.late).ticket_id
+    assert len([n for t in day.sandbox.state()["zendesk"]["tickets"] if t["id"] == order_ticket
+                for n in notes(t) if f"buyer-late-{day.q['killed']}]" in n]) == 1
+    # The in-process hook: every kind of side effect of the procedure crashed once, was found again.
     kinds = {c.split(" for ")[0] for c in day.crashes}
     for expected in ("zendesk draft_answer", "zendesk reply_answer", "amazon create_return",
                      "zendesk hand_to_person"):
