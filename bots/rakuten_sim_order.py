@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo
 import typer
 from pydantic import Field
 
+from bots.routing import route
 from kuroko.connections import checked
 from kuroko.errors import (
     ApiError,
@@ -39,8 +40,8 @@ from pages.boss.connection import BOSS
 from pages.boss.order_detail import OrderNotInBoss
 from pages.rakuten.connection import RMS
 from services.fulfillment import FULFILLMENT
-from services.helpdesk import HELPDESK, is_claims_mail
-from services.rakuten_mail import ORDER_MAIL_SUBJECTS, UnreadableTicket, normalize_tracking_number, read_order_mail
+from services.helpdesk import HELPDESK
+from services.rakuten_mail import UnreadableTicket, normalize_tracking_number, read_order_mail
 
 if TYPE_CHECKING:
     from kuroko.connections import CheckLine, Connections
@@ -195,8 +196,8 @@ def take_in(ctx: IntakeContext) -> None:
     refusing a merge) does not keep the other orders out."""
     helpdesk = ctx.use(HELPDESK)
     known = ctx.ledger.known_ticket_ids()
-    new = [t for t in helpdesk.order_mail_tickets()
-           if t.id not in known and any(s in t.subject for s in ORDER_MAIL_SUBJECTS) and not is_claims_mail(t)]
+    # The router decides (bots/routing.py): only Rakuten's own order mails, never a buyer's reply to one.
+    new = [t for t in helpdesk.order_mail_tickets() if t.id not in known and route(t) == NAME]
     by_order: dict[str, list[Any]] = defaultdict(list)
     links: dict[str, str | None] = {}
     for ticket in sorted(new, key=lambda t: (t.created_at, t.id)):
@@ -367,7 +368,7 @@ def verify_physical_sim(ctx: StepContext) -> Outcome:
     ctx.facts["items"] = [{"sku": i.sku, "quantity": i.quantity} for i in view.items]
     ctx.facts["ship_to"] = {
         "name": view.buyer_name, "postal_code": view.postal_code, "prefecture": view.prefecture,
-        "city": view.city, "address": view.address, "phone": view.phone,
+        "city": view.city, "address": view.address, "phone": view.phone, "email": view.buyer_email,
     }
     return Done("confirm_order", detail="physical SIM: " + ", ".join(kinds))
 

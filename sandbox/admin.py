@@ -41,6 +41,12 @@ class IncomingMail(BaseModel):
     """An agent forwarded it (Zendesk agent forwarding): the sender is the original one."""
 
 
+class BuyerQuestion(BaseModel):
+    kind: str = Field("where", description="where | where_fullwidth | where_no_number | unknown_order | "
+                                           "not_delivery | broken | reply_to_order_mail | not_a_buyer")
+    order_number: str | None = None
+
+
 class Stock(BaseModel):
     rsl: dict[str, int] = Field(default_factory=dict)
     fba: dict[str, int] = Field(default_factory=dict)
@@ -136,6 +142,17 @@ def create_app(state: SandboxState) -> FastAPI:
                                           sender=(body.sender_name, body.sender_email), recipient=body.recipient,
                                           forwarded_by=forwarder)
         return {"ticket_id": ticket.id}
+
+    @app.post("/admin/zendesk/questions")
+    async def question(body: BuyerQuestion) -> dict[str, Any]:
+        """A buyer's mail to the shop (sandbox/zendesk/questions.py), from the order's masked address."""
+        from sandbox.zendesk.questions import ask
+
+        try:
+            ticket = ask(w(), body.kind, body.order_number)
+        except ValueError as exc:
+            raise HTTPException(400, str(exc)) from exc
+        return {"ticket_id": ticket.id, "subject": ticket.subject, "sender": ticket.sender}
 
     @app.post("/admin/stock")
     async def stock(body: Stock) -> dict[str, Any]:

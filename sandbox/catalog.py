@@ -92,7 +92,7 @@ def make_buyer(rng: random.Random, *, remote: bool | None = None) -> Buyer:
     return Buyer(
         name=f"{surname} {given}",
         kana=f"{surname_kana} {given_kana}",
-        email=f"buyer{rng.randrange(10_000, 99_999)}@example.jp",
+        email=f"buyer{rng.randrange(10_000, 99_999)}@pc.fw.rakuten.ne.jp",  # Rakuten masks the buyer address
         phone=f"0{rng.randrange(70, 91)}-{rng.randrange(1000, 9999)}-{rng.randrange(1000, 9999)}",
         postal_code=postal,
         prefecture=prefecture,

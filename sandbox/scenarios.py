@@ -256,8 +256,26 @@ def claims(world: World, seed: int, orders: int | None) -> list[str]:
     return filed
 
 
+def inquiries(world: World, seed: int, orders: int | None) -> list[str]:
+    """A seeded day of orders (as ``day``) with buyers writing in between: questions about where their
+    parcel is (some with the order number in full-width digits, some naming none), about orders the
+    shop never had, about other matters (a receipt, a broken SIM), a reply to Rakuten's order mail, and
+    a mail that is not from a buyer at all. Returns the order numbers and ``ticket:<id>`` per question."""
+    from sandbox.zendesk.questions import KINDS, ask
+
+    rng = random.Random(seed + 1)
+    placed = day(world, seed, orders or 8)
+    numbers = [p for p in placed if not p.startswith("ticket:")]
+    for i, kind in enumerate(KINDS * 2):
+        ticket = ask(world, kind, numbers[i % len(numbers)] if numbers else None, rng=rng)
+        placed.append(f"ticket:{ticket.id}")
+        world.advance(timedelta(minutes=7))
+    return placed
+
+
 SCENARIOS: dict[str, Callable[[World, int, int | None], list[str]]] = {
     "day": day, "stocked": stocked, "tamago": tamago, "bcart": bcart, "aftersales": aftersales, "claims": claims,
+    "inquiries": inquiries,
 }
 
 

@@ -20,6 +20,7 @@ Messages name the operation, Zendesk's error and description, and what to do; ne
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -82,6 +83,9 @@ class TicketView(BaseModel):
     submitter_id: int | None = None
     """Who created the ticket: for an agent-forwarded mail the forwarding agent (the requester is
     then the original sender Zendesk read out of the forwarded text)."""
+    requester_email: str | None = None
+    """The sender's address as the mail gave it (``via.source.from.address``): for a Rakuten buyer the
+    masked …@*.fw.rakuten.ne.jp address that is also on the RMS order."""
 
 
 class CommentView(BaseModel):
@@ -103,6 +107,19 @@ class Helpdesk(Protocol):
         ...
 
     def ticket(self, ticket_id: int) -> TicketView: ...
+
+    def unsolved_tickets(self) -> list[TicketView]:
+        """Every unsolved ticket, oldest first (the router reads them)."""
+        ...
+
+    def tagged_tickets(self, tag: str) -> list[TicketView]:
+        """Unsolved tickets carrying ``tag``, oldest first."""
+        ...
+
+    def add_public_reply(self, ticket_id: int, body: str, *, status: str | None = None,
+                         add_tags: Sequence[str] = ()) -> None:
+        """A public comment (Zendesk mails it to the requester), with a status change and tags, in one update."""
+        ...
 
     def comments(self, ticket_id: int) -> list[CommentView]:
         """Every comment, internal notes included, oldest first."""
@@ -178,6 +195,7 @@ def _ticket_view(ticket: Any) -> TicketView:
         requester_id=ticket.requester_id,
         recipient=getattr(ticket, "recipient", None) or None,
         via_from=_via_from(ticket),
+        requester_email=_via_from(ticket),
         submitter_id=getattr(ticket, "submitter_id", None),
     )
 
@@ -372,6 +390,16 @@ class ZendeskHelpdesk:
                 mine.append(ticket)
         return mine
 
+    def unsolved_tickets(self) -> list[TicketView]:
+        found = self._search_tickets("search the unsolved tickets", f"type:ticket {UNSOLVED}")
+        return [t for t in found if t.status not in ("solved", "closed")]
+
+    def tagged_tickets(self, tag: str) -> list[TicketView]:
+        if not re.fullmatch(r"[\w-]+", tag):
+            raise ValueError(f"not a tag: {tag!r}")
+        found = self._search_tickets(f"search the tickets tagged {tag}", f"type:ticket {UNSOLVED} tags:{tag}")
+        return [t for t in found if tag in t.tags and t.status not in ("solved", "closed")]
+
     def ticket(self, ticket_id: int) -> TicketView:
         return self._call(f"read ticket #{ticket_id}", lambda: _ticket_view(self._zenpy.tickets(id=ticket_id)))
 
@@ -416,6 +444,17 @@ class ZendeskHelpdesk:
                 return comment.id
         raise ApiError(f"Zendesk accepted the note on ticket #{ticket_id} but it is not among the ticket's "
                        "comments; look at the ticket in Zendesk before writing it again.", code="note_missing")
+
+    def add_public_reply(self, ticket_id: int, body: str, *, status: str | None = None,
+                         add_tags: Sequence[str] = ()) -> None:
+        if not body.strip():
+            raise ValueError("a reply needs a body")
+        change = ZenpyTicket(id=ticket_id, comment=ZenpyComment(body=body, public=True))
+        if status is not None:
+            change.status = status
+        if add_tags:
+            change.additional_tags = list(add_tags)
+        self._call(f"reply to ticket #{ticket_id}", lambda: self._zenpy.tickets.update(change))
 
     def open_internal_ticket(self, *, subject: str, body: str, external_id: str, tags: Sequence[str] = (),
                              follow_up_of: int | None = None) -> int:
