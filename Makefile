@@ -34,8 +34,11 @@ system-packages:
 demo: install
 	$(BIN)/kuroko demo
 
+# Two workers (this machine has two cores; the tests wait on browsers and subprocesses much of the
+# time); a file's tests stay on one worker, so module-scoped setups are built once.
+TEST_WORKERS ?= 2
 test: install
-	$(BIN)/pytest -m "not chaos_full"
+	$(BIN)/pytest -m "not chaos_full" -n $(TEST_WORKERS) --dist loadfile
 
 bench: install
 	$(BIN)/python -m kuroko.ops.bench

@@ -19,6 +19,7 @@ import pytest
 from conftest import Sandbox
 from robot import Robot, internal_notes, mcf_orders, primary_ticket, side_effects, tickets_of
 
+from bots import rakuten_sim_order as order_a
 from kuroko.clock import clock_from_url
 from kuroko.connections import Connections
 from kuroko.ledger import Ledger, StepRecord
@@ -45,15 +46,17 @@ def limits(settings_env: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @contextmanager
-def robot_on(sandbox: Sandbox, *, zendesk_wait_seconds: int = 90) -> Iterator[Robot]:
+def robot_on(sandbox: Sandbox, *, zendesk_wait_seconds: int = 90, only_procedure_a: bool = False) -> Iterator[Robot]:
     """The robot as `kuroko run` builds it; ``zendesk_wait_seconds`` is how long one Zendesk call may
-    wait out 429s (zenpy's rate-limit budget) before the runner's backoff takes over."""
+    wait out 429s (zenpy's rate-limit budget) before the runner's backoff takes over;
+    ``only_procedure_a``: `kuroko run --procedure rakuten_sim_order` (a test counting Zendesk calls)."""
     reload_settings()
     settings = get_settings()
     ledger = Ledger(settings.ledger_database_url())
     connections = Connections(settings, given={
         "helpdesk": ZendeskHelpdesk(rate_limit_wait_seconds=zendesk_wait_seconds)})
-    runner = Runner(settings, ledger, connections, clock_from_url(settings.clock_url))
+    extra: dict[str, Any] = {"procedures": [order_a.procedure]} if only_procedure_a else {}
+    runner = Runner(settings, ledger, connections, clock_from_url(settings.clock_url), **extra)
     try:
         yield Robot(settings, ledger, connections, runner, sandbox)
     finally:
@@ -148,7 +151,7 @@ def test_zendesk_429_beyond_the_wait_budget_is_retried_by_the_runner(
         sandbox: Sandbox, limits: Path) -> None:
     sandbox.set_stock(rsl={DATA_SIM: 1})
     number = sandbox.place_order([DATA_SIM])["order_number"]
-    with robot_on(sandbox, zendesk_wait_seconds=2) as robot:
+    with robot_on(sandbox, zendesk_wait_seconds=2, only_procedure_a=True) as robot:
         robot.run_pass()  # taken in; BOSS: Confirmation to be for less than 30 minutes
         sandbox.advance(minutes=31)  # RSL confirms: Shipping in Progress, a second mail arrives
         sandbox.fault("zendesk", burst_429=6)
