@@ -265,8 +265,10 @@ def more_info_deadline(claim: Claim) -> datetime:
     return claim.more_info_by or asked + timedelta(days=rules().claims_more_info_days)
 
 
+@procedure.waits
 def waits_for(claim: Claim) -> tuple[str, datetime | None]:
-    """What the claim waits for, and until when (shown by `kuroko claims`, status and the report)."""
+    """What the claim waits for, and until when (shown by `kuroko claims`, status, the report and the
+    console's Claims page)."""
     status = claim.status
     if status == ClaimStatus.NEW:
         return "a person to file it in Seller Central, then `kuroko claim ID --case-id N`", filing_deadline(claim)

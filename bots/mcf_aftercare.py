@@ -36,7 +36,18 @@ import typer
 from bots import rakuten_sim_order as order_a
 from kuroko.errors import ApiError, KurokoError
 from kuroko.handover import HandOver, handover_external_id, marker
-from kuroko.ledger import ClaimKind, get_claim, open_claim, record_claim_case, update_claim
+from kuroko.ledger import (
+    ClaimKind,
+    ClaimStatus,
+    ItemState,
+    Ledger,
+    WorkItem,
+    get_claim,
+    list_claims,
+    open_claim,
+    record_claim_case,
+    update_claim,
+)
 from kuroko.procedure import DeskContext, Done, IntakeContext, NotYet, Outcome, Procedure, StepContext
 from kuroko.settings import KurokoSettings, load
 from pages.rakuten.connection import RMS
@@ -518,7 +529,13 @@ def noted_before(ctx: StepContext, tag: str) -> bool:
 
 
 # --- what a person does ------------------------------------------------------------------------
-@procedure.command
+def _new_claims(ledger: Ledger, item: WorkItem) -> dict[str, list[str]]:
+    """The console offers `claim` on an item for its claims not filed yet (status New)."""
+    return {"claim_id": [str(c.id) for c in list_claims(ledger, item_id=item.id) if c.status == ClaimStatus.NEW]}
+
+
+@procedure.command(fits=lambda item: item.procedure == NAME and item.state == ItemState.HELD.value
+                   and bool(item.facts.get("claims")), keyed=False, item_choices=_new_claims)
 def claim(desk: DeskContext,
           claim_id: Annotated[int, typer.Argument(help="The claim's number, as in the robot's note.")],
           case_id: Annotated[str, typer.Option("--case-id", help="The case id Seller Central gave.")],

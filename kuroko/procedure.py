@@ -38,7 +38,7 @@ from kuroko.errors import ConfigurationError
 if TYPE_CHECKING:
     from kuroko.connections import CheckLine, Connection, Connections
     from kuroko.handover import Desk
-    from kuroko.ledger import Ledger, WorkItem
+    from kuroko.ledger import Claim, Ledger, WorkItem
     from kuroko.settings import Settings
 
 T = TypeVar("T")
@@ -271,6 +271,12 @@ class DeskContext:
 class CommandHints:
     fits: Callable[[WorkItem], bool] | None = None
     choices: dict[str, Callable[[], list[str]]] = field(default_factory=dict)
+    keyed: bool = True
+    """The command's first parameter is the item's key (the console fills it in); False: the console
+    asks for it like the others (e.g. `kuroko claim CLAIM`, whose first parameter is a claim's number)."""
+    item_choices: Callable[[Ledger, WorkItem], dict[str, list[str]]] | None = None
+    """Choices that depend on the item (e.g. its claims not filed yet): the console offers only these,
+    refuses any other value, and does not offer the command when a required parameter has none."""
 
 
 Step = Callable[[StepContext], Outcome]
@@ -315,6 +321,9 @@ class Procedure:
         self.command_hints: dict[str, CommandHints] = {}
         """For the console: which items each command fits, and the choices of its parameters."""
         self.checks: list[Callable[[Connections], list[CheckLine]]] = []
+        self.claim_waits: Callable[[Claim], tuple[str, datetime | None]] | None = None
+        """What a claim waits for and until when (``@procedure.waits``, the procedure that follows
+        claims): `kuroko claims` and the console's Claims page say it in the same words."""
         self.summaries: list[Callable[[Ledger, datetime], list[str]]] = []
         """Lines of the procedure's own for `kuroko status` and the report (e.g. open claims and money
         claimed vs paid): read-only, from the ledger, at the given time."""
@@ -357,17 +366,26 @@ class Procedure:
         self.summaries.append(fn)
         return fn
 
+    def waits(self, fn: Callable[[Claim], tuple[str, datetime | None]]
+              ) -> Callable[[Claim], tuple[str, datetime | None]]:
+        """What a claim waits for, and until when (one code path for the CLI and the console)."""
+        self.claim_waits = fn
+        return fn
+
     def command(self, fn: Callable[..., str] | None = None, *, fits: Callable[[WorkItem], bool] | None = None,
-                choices: dict[str, Callable[[], list[str]]] | None = None) -> Any:
+                choices: dict[str, Callable[[], list[str]]] | None = None, keyed: bool = True,
+                item_choices: Callable[[Ledger, WorkItem], dict[str, list[str]]] | None = None) -> Any:
         """Register a person's action: ``@procedure.command`` or ``@procedure.command(fits=…, choices=…)``.
 
         ``fits(item)``: the items the action is for (the console offers it there, held or waiting);
         without it the console never offers it. ``choices``: a parameter's allowed values (the
-        console shows a list)."""
+        console shows a list); ``item_choices(ledger, item)``: those that depend on the item.
+        ``keyed=False``: the first parameter is not the item's key (the console asks for it too)."""
 
         def register(command_fn: Callable[..., str]) -> Callable[..., str]:
             self.commands.append(command_fn)
-            self.command_hints[command_fn.__name__] = CommandHints(fits=fits, choices=dict(choices or {}))
+            self.command_hints[command_fn.__name__] = CommandHints(fits=fits, choices=dict(choices or {}), keyed=keyed,
+                                                                   item_choices=item_choices)
             return command_fn
 
         return register(fn) if fn is not None else register

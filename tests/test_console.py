@@ -1,7 +1,8 @@
 """The desk console in a real Chromium against a day the robot worked on the sandbox (issue 16):
 a viewer reads, an operator releases and records an office shipment through the CLI's own code
 paths, logins lock after wrong passwords, forms need their CSRF token, no page shows a secret, and
-the Waiting page shows a newly held order while the robot runs, without a reload. Screenshots of
+the Waiting page shows a newly held order while the robot runs, without a reload, and the Claims
+page shows claims and money while an operator records a case id as `kuroko claim` does. Screenshots of
 every page in both languages go to test-results/screens/console-*.png."""
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 
 import httpx
@@ -24,7 +26,17 @@ from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_play
 from robot import make_robot, primary_ticket
 
 from kuroko.errors import ConfigurationError
-from kuroko.ledger import ItemState, Ledger, WorkItem
+from kuroko.ledger import (
+    Claim,
+    ClaimStatus,
+    ItemState,
+    Ledger,
+    WorkItem,
+    get_claim,
+    open_claim,
+    record_claim_case,
+    update_claim,
+)
 from kuroko.ops.console.app import serve
 from kuroko.ops.console.users import add_user, remove_user
 from kuroko.settings import get_settings, reload_settings, secret_values
@@ -33,7 +45,7 @@ DATA_SIM = "SIM-DATA-30D-20GB"
 VOICE_SIM = "SIM-VOICE-30D"  # FBA has none in the 'stocked' world: an office shipment
 ESIM = "ESIM-DATA-30D-20GB"
 CONSOLE_KEY = "console-signing-key-never-shown-0123456789"
-PASSWORDS = {"viki": "viewer-pass-1", "olga": "operator-pass-1"}
+PASSWORDS = {"viki": "viewer-pass-1", "olga": "operator-pass-1", "cleo": "claims-viewer-1", "omar": "claims-operator-1"}
 
 
 def free_port() -> int:
@@ -383,3 +395,100 @@ def test_wrong_passwords_lock_the_login_and_forms_need_their_csrf_token(desk: De
         assert any("HttpOnly" in h and "SameSite=strict" in h.replace("Strict", "strict") for h in headers)
         assert raw.get("/").status_code == 303, "not logged in: to the login page"
         assert raw.get("/fragments/waiting").status_code == 401
+
+
+def test_the_claims_page_and_a_case_id_recorded_by_an_operator(desk: Desk, browser: Browser) -> None:
+    """Claims as the after-sales and claims procedures leave them in the ledger: a viewer reads the
+    Claims page (statuses, what each waits for in `kuroko claims`'s words, money totals) with no form;
+    an operator records a New claim's case id on its held MCF parcel through `kuroko claim`'s code path."""
+    from bots.amazon_claims import waits_for
+
+    ledger = Ledger(get_settings().ledger_database_url())
+    add_user(ledger, "cleo", "viewer", PASSWORDS["cleo"])
+    add_user(ledger, "omar", "operator", PASSWORDS["omar"])
+    now = desk.sandbox.now()
+
+    def parcel(mcf_id: str, *, held: bool) -> WorkItem:
+        return ledger.add_item(procedure="mcf_aftercare", key=mcf_id, ticket_id=None, step="follow", due=now,
+                               now=now, facts={"order_number": "381234-20261201-" + mcf_id[1:9]},
+                               state=ItemState.HELD if held else ItemState.DONE,
+                               hold_code="claim" if held else None,
+                               hold_reason="Lost parcel: claim prepared; file it in Seller Central" if held else None)
+
+    def claim(item: WorkItem, kind: str = "lost") -> Claim:
+        made, created = open_claim(ledger, kind=kind, item_id=item.id, mcf_order_id=item.key, package_number=1,
+                                   text=f"{kind} MCF parcel {item.key}", now=now)
+        assert created
+        ledger.update_item(item.id, now, facts={"claims": {f"{kind}-1": made.id}})
+        return made
+
+    lost_parcel, paid_parcel, asked_parcel = (parcel(f"R{n:08d}-MCF1", held=n == 1) for n in (1, 2, 3))
+    lost = claim(lost_parcel)
+    paid = claim(paid_parcel, "damaged")
+    record_claim_case(ledger, paid.id, "10000000001", now=now)
+    update_claim(ledger, paid.id, status=ClaimStatus.REIMBURSED.value, amount_claimed=Decimal(1980),
+                 amount_paid=Decimal(1980), currency="JPY", paid_at=now)
+    asked = claim(asked_parcel)
+    record_claim_case(ledger, asked.id, "10000000002", now=now)
+    asked = update_claim(ledger, asked.id, status=ClaimStatus.MORE_INFO.value, amount_claimed=Decimal(3000),
+                         currency="JPY", more_info_asked_at=now, status_since=now)
+    try:
+        # --- a viewer: the open claims, what each waits for, the totals; no form; a forged POST refused
+        context, page = log_in(browser, desk, "cleo", locale="en-US")
+        page.click("header a[href='/claims']")
+        rows = page.locator("table.claims tr.claim")
+        expect(rows).to_have_count(2)
+        for made, status in ((lost, "New"), (asked, "MoreInfo")):
+            row = page.locator(f"tr[data-claim='{made.id}']")
+            expect(row).to_have_attribute("data-status", status)
+            expect(row.locator(".waits")).to_have_text(waits_for(made)[0])
+            expect(row.locator("a.item")).to_have_attribute("href", f"/items/{made.item_id}")
+        expect(page.locator(f"tr[data-claim='{asked.id}'] .case")).to_have_text("10000000002")
+        totals = page.locator("table.claim-totals tr[data-currency=JPY]")
+        expect(totals.locator(".claimed")).to_have_text("¥4,980")
+        expect(totals.locator(".paid")).to_have_text("¥1,980")
+        assert page.locator("form.command, button.act").count() == 0
+        page.click("p.filter a")
+        expect(rows).to_have_count(3)
+        expect(page.locator(f"tr[data-claim='{paid.id}']")).to_have_attribute("data-status", "Reimbursed")
+        both_languages(desk, page, "claims")
+        page.goto(desk.url + f"/items/{lost_parcel.id}")
+        expect(page.locator("dd.reason")).to_contain_text("claim prepared")
+        assert page.locator("form.command-claim").count() == 0, "no form for a viewer"
+        token = page.locator("header form input[name=csrf]").get_attribute("value")
+        forged = context.request.post(f"{desk.url}/items/{lost_parcel.id}/commands/claim",
+                                      form={"csrf": token or "", "claim_id": str(lost.id), "case_id": "12345678901"})
+        assert forged.status == 403
+        context.close()
+
+        # --- an operator records the case id on the held parcel: Filed, with the amount; audited by name
+        context, page = log_in(browser, desk, "omar", locale="en-US")
+        page.goto(desk.url + f"/items/{lost_parcel.id}")
+        form = page.locator("form.command-claim")
+        expect(form.locator("select[name=claim_id] option")).to_have_text([str(lost.id)])
+        form.locator("input[name=case_id]").fill("12345678901")
+        form.locator("input[name=amount]").fill("2,500")
+        seen(desk, page, "claim form", shot="console-claim-form-en")
+        form.locator("button").click()
+        expect(page.locator(".flash")).to_contain_text(f"claim {lost.id} (lost, MCF order {lost.mcf_order_id}) "
+                                                       "filed as case 12345678901")
+        filed = get_claim(ledger, lost.id)
+        assert filed is not None and filed.status == "Filed" and filed.amount_claimed == Decimal(2500)
+        assert [e.actor for e in ledger.audit_trail(lost_parcel.id) if e.action == "claim_filed"] == ["omar (console)"]
+        # Only this item's New claims: another item's claim is refused, and nothing is left to record here.
+        token = page.locator("header form input[name=csrf]").get_attribute("value")
+        context.request.post(f"{desk.url}/items/{lost_parcel.id}/commands/claim",
+                             form={"csrf": token or "", "claim_id": str(asked.id), "case_id": "12345678909"})
+        assert (get_claim(ledger, asked.id) or asked).case_id == "10000000002"
+        page.goto(desk.url + f"/items/{lost_parcel.id}")
+        expect(page.locator("table.timeline")).to_contain_text("omar (console)")
+        expect(page.locator("form.command-claim")).to_have_count(0)
+        page.goto(desk.url + "/claims")
+        row = page.locator(f"tr[data-claim='{lost.id}']")
+        expect(row).to_have_attribute("data-status", "Filed")
+        expect(row.locator(".case")).to_have_text("12345678901")
+        expect(page.locator("table.claim-totals tr[data-currency=JPY] .claimed")).to_have_text("¥7,480")
+        seen(desk, page, "claims after filing", shot="console-claims-filed-en")
+        context.close()
+    finally:
+        ledger.close()

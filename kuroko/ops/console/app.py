@@ -265,6 +265,11 @@ def create_app(settings: Settings | None = None, ledger: Ledger | None = None,
         view = views.item_view(ledger, procedures, get_item(item_id))
         return html(render("item.html", page(request, user), view=view))
 
+    @app.get("/claims", response_class=HTMLResponse)
+    def claims_page(request: Request, all: bool = False) -> Response:
+        user = require_user(request)
+        return html(render("claims.html", page(request, user), claims=views.claims(ledger, procedures, every=all)))
+
     @app.get("/search", response_class=HTMLResponse)
     def search_page(request: Request, q: str = "") -> Response:
         user = require_user(request)
@@ -316,13 +321,20 @@ def create_app(settings: Settings | None = None, ledger: Ledger | None = None,
         if fn is None or hints is None or hints.fits is None or not hints.fits(item):
             return back(request, f"{item.key}: '{name}' does not apply to this item", error=True)
         params = list(inspect.signature(fn, eval_str=True).parameters.values())[1:]
-        kwargs = {params[0].name: item.key}
-        for param in params[1:]:
+        kwargs: dict[str, Any] = {params[0].name: item.key} if hints.keyed else {}
+        per_item = hints.item_choices(ledger, item) if hints.item_choices else {}
+        for param in views.command_params(fn, hints):
             value = form.get(param.name, "").strip()
             if not value and param.default is inspect.Parameter.empty:
                 return back(request, f"{param.name}: required", error=True)
+            if value and param.name in per_item and value not in per_item[param.name]:
+                return back(request, f"{item.key}: {param.name} {value!r} is not one of this item's "
+                                     f"({', '.join(per_item[param.name]) or '-'})", error=True)
             if value:
-                kwargs[param.name] = value
+                try:
+                    kwargs[param.name] = views.form_value(param, value)
+                except ValueError:
+                    return back(request, f"{param.name}: {value!r} is not a number", error=True)
         desk = DeskContext(ledger=ledger, settings=settings, now=console.now(), by=f"{user.name} (console)")
         from starlette.concurrency import run_in_threadpool
 

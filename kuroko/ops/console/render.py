@@ -19,7 +19,7 @@ from markupsafe import Markup
 from kuroko.logs import redact
 from kuroko.ops.console.chart import render_chart
 from kuroko.ops.console.i18n import translator
-from kuroko.ops.console.views import SYSTEM_NAMES, Evidence
+from kuroko.ops.console.views import SYSTEM_NAMES, Evidence, money
 
 
 def _finalize(value: Any) -> Any:
@@ -38,6 +38,7 @@ def make_environment() -> Environment:
                       trim_blocks=True, lstrip_blocks=True)
     env.globals["system_name"] = lambda s: SYSTEM_NAMES.get(s, s)
     env.globals["render_chart"] = render_chart
+    env.globals["money"] = money
     return env
 
 

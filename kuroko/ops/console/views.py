@@ -11,14 +11,26 @@ import json
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, get_args, get_origin
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, or_, select
 
-from kuroko.ledger import AuditEvent, ItemState, Ledger, StepRecord, StepStatus, TicketRecord, WorkItem
-from kuroko.procedure import Procedure
+from kuroko.ledger import (
+    CLOSED_CLAIM_STATUSES,
+    AuditEvent,
+    Claim,
+    ItemState,
+    Ledger,
+    StepRecord,
+    StepStatus,
+    TicketRecord,
+    WorkItem,
+    list_claims,
+)
+from kuroko.procedure import CommandHints, Procedure
 
 SYSTEM_NAMES = {"zendesk": "Zendesk", "boss": "BOSS", "rms": "RMS", "amazon": "Amazon", "spapi": "Amazon",
                 "tamago": "たまご", "bcart": "Bカート", "kuroko": "Kuroko"}
@@ -81,9 +93,25 @@ def _evidence(steps: list[StepRecord]) -> list[Evidence]:
     return found
 
 
-def _command_forms(procedure: Procedure | None, item: WorkItem) -> list[CommandForm]:
+def command_params(fn: Any, hints: CommandHints) -> list[inspect.Parameter]:
+    """The parameters a person gives in the console: all but the desk, and but the item's key when
+    the command's first parameter is it (``CommandHints.keyed``)."""
+    params = list(inspect.signature(fn, eval_str=True).parameters.values())[1:]
+    return params[1:] if hints.keyed else params
+
+
+def form_value(param: inspect.Parameter, text: str) -> Any:
+    """A form's text as the command's parameter wants it (a number for an ``int``, as typer reads the
+    CLI's); ``ValueError`` when it is not one."""
+    annotation = param.annotation
+    if get_origin(annotation) is Annotated:
+        annotation = get_args(annotation)[0]
+    return int(text) if annotation is int else text
+
+
+def _command_forms(ledger: Ledger, procedure: Procedure | None, item: WorkItem) -> list[CommandForm]:
     """The procedure's commands that fit this item, as forms (their parameters from the signature;
-    the first parameter after the desk is the item's key)."""
+    the first parameter after the desk is the item's key unless the command says otherwise)."""
     if procedure is None:
         return []
     forms = []
@@ -94,14 +122,20 @@ def _command_forms(procedure: Procedure | None, item: WorkItem) -> list[CommandF
         params = list(inspect.signature(fn, eval_str=True).parameters.values())[1:]
         if not params:
             continue
+        per_item = hints.item_choices(ledger, item) if hints.item_choices else {}
         fields = []
-        for param in params[1:]:
+        for param in command_params(fn, hints):
             help_text = ""
             for meta in getattr(param.annotation, "__metadata__", ()):
                 help_text = getattr(meta, "help", None) or help_text
             choices = hints.choices.get(param.name)
-            fields.append({"name": param.name, "help": help_text, "choices": choices() if choices else None,
-                           "required": param.default is inspect.Parameter.empty})
+            listed = per_item.get(param.name, choices() if choices else None)
+            fields.append({"name": param.name, "help": help_text, "choices": listed,
+                           "required": param.default is inspect.Parameter.empty,
+                           "default": param.default if isinstance(param.default, str) else ""})
+            # (the default as a placeholder, never a value: a filled field holds the live refresh)
+        if any(f["required"] and f["choices"] == [] for f in fields):
+            continue  # nothing to choose now (e.g. every claim of the item already filed)
         doc = (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else ""
         forms.append(CommandForm(fn.__name__, fn.__name__, doc, params[0].name, fields))
     return forms
@@ -113,7 +147,7 @@ def item_view(ledger: Ledger, procedures: dict[str, Procedure], item: WorkItem) 
     done = [s.name for s in steps if s.status in (StepStatus.DONE.value, StepStatus.FOUND_DONE.value)]
     spec = procedure.steps.get(item.step) if procedure else None
     needed = spec.needs_person if spec is not None else ""
-    commands = _command_forms(procedure, item)
+    commands = _command_forms(ledger, procedure, item)
     if item.state != ItemState.HELD.value and commands:
         needed = "; ".join(c.doc for c in commands)
     facts = {k: v for k, v in item.facts.items() if k != "hold_note_pending"}
@@ -306,3 +340,68 @@ def search(ledger: Ledger, query: str, limit: int = 50) -> list[WorkItem]:
             conditions += [WorkItem.ticket_id == ticket, WorkItem.handover_ticket_id == ticket,
                            WorkItem.id.in_(select(TicketRecord.item_id).where(TicketRecord.ticket_id == ticket))]
         return list(s.scalars(select(WorkItem).where(or_(*conditions)).order_by(WorkItem.id).limit(limit)))
+
+
+# --- claims ----------------------------------------------------------------------------------------
+@dataclass
+class ClaimRow:
+    claim: Claim
+    item_key: str
+    waits_for: str
+    until: datetime | None
+
+    @property
+    def open(self) -> bool:
+        return self.claim.status not in CLOSED_CLAIM_STATUSES
+
+
+@dataclass
+class ClaimTotal:
+    currency: str
+    claimed: Decimal
+    paid: Decimal
+
+
+@dataclass
+class Claims:
+    rows: list[ClaimRow]
+    """The open claims (every claim with ``every``), oldest first."""
+    every: bool
+    open_count: int
+    count: int
+    totals: list[ClaimTotal]
+    """Money claimed and paid per currency, over every claim."""
+
+
+def claims(ledger: Ledger, procedures: dict[str, Procedure], *, every: bool = False) -> Claims:
+    """The claims, each with what it waits for and until when in the words of the procedure that
+    follows claims (its ``@procedure.waits``: the same function as `kuroko claims`)."""
+    explain = next((p.claim_waits for p in procedures.values() if p.claim_waits is not None), None)
+    found = list_claims(ledger)
+    keys: dict[int, str] = {}
+    if found:
+        with ledger.session() as s:
+            keys = {i: k for i, k in s.execute(select(WorkItem.id, WorkItem.key).where(
+                WorkItem.id.in_({c.item_id for c in found})))}
+    rows = []
+    totals: dict[str, ClaimTotal] = {}
+    for claim in found:
+        cur = claim.currency or "JPY"
+        total = totals.setdefault(cur, ClaimTotal(cur, Decimal(0), Decimal(0)))
+        total.claimed += claim.amount_claimed or 0
+        total.paid += claim.amount_paid or 0
+        waiting, until = explain(claim) if explain is not None else ("-", None)
+        row = ClaimRow(claim, keys.get(claim.item_id, str(claim.item_id)), waiting, until)
+        if every or row.open:
+            rows.append(row)
+    return Claims(rows, every, sum(1 for c in found if c.status not in CLOSED_CLAIM_STATUSES), len(found),
+                  [totals[c] for c in sorted(totals)])
+
+
+def money(amount: Decimal | None, currency: str | None) -> str:
+    """As `kuroko claims` writes it: ¥1,980 (yen without decimals), USD 12.50 otherwise."""
+    if amount is None:
+        return "-"
+    if currency in (None, "JPY"):
+        return f"¥{amount:,.0f}"
+    return f"{currency} {amount:,.2f}"
