@@ -529,7 +529,9 @@ def return_(desk: DeskContext,
 
 
 return_.__name__ = "return"
-procedure.command(return_, fits=lambda item: item.procedure == NAME)
+# The console offers a return on a buyer's question once it is answered or with a person, not on every
+# question still in hand (those would all look as if they waited for a person on the Waiting page).
+procedure.command(return_, fits=lambda item: item.procedure == NAME and item.state != ItemState.ACTIVE.value)
 
 
 # --- returns: the steps -----------------------------------------------------------------------
