@@ -54,6 +54,7 @@ from kuroko.ledger import (
     find_claim_by_case,
     get_claim,
     list_claims,
+    money,
     record_claim_case,
     update_claim,
 )
@@ -211,14 +212,6 @@ def _decimal(text: str) -> Decimal | None:
         return Decimal(text.replace(",", ""))
     except InvalidOperation:
         return None
-
-
-def money(amount: Decimal | None, currency: str | None) -> str:
-    if amount is None:
-        return "?"
-    if currency in (None, "JPY"):
-        return f"¥{amount:,.0f}"
-    return f"{currency} {amount:,.2f}"
 
 
 # --- small helpers ---------------------------------------------------------------------------------

@@ -657,6 +657,15 @@ class Claim(Base):
     """Every reply attached and reimbursement row read, once each ({"kind", "ref", "at", …})."""
 
 
+def money(amount: Decimal | None, currency: str | None, *, missing: str = "?") -> str:
+    """A claim's money as the desk reads it: ¥1,980 (yen without decimals), USD 12.50 otherwise."""
+    if amount is None:
+        return missing
+    if currency in (None, "JPY"):
+        return f"¥{amount:,.0f}"
+    return f"{currency} {amount:,.2f}"
+
+
 def open_claim(ledger: Ledger, *, kind: str, item_id: int, mcf_order_id: str, package_number: int, text: str,
                now: datetime) -> tuple[Claim, bool]:
     """The claim for this parcel and kind: created now (True), or the one already there (False)."""

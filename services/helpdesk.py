@@ -215,6 +215,17 @@ def _via_from(ticket: Any) -> str | None:
     return str(address) if address else None
 
 
+def _comment_change(ticket_id: int, body: str, *, public: bool, status: str | None,
+                    add_tags: Sequence[str]) -> ZenpyTicket:
+    """The ticket update that adds one comment (and maybe a status and tags) in one request."""
+    change = ZenpyTicket(id=ticket_id, comment=ZenpyComment(body=body, public=public))
+    if status is not None:
+        change.status = status
+    if add_tags:
+        change.additional_tags = list(add_tags)
+    return change
+
+
 def _comment_view(comment: Any) -> CommentView:
     return CommentView(
         id=int(comment.id),
@@ -424,11 +435,7 @@ class ZendeskHelpdesk:
                           add_tags: Sequence[str] = (), mention_user_ids: Sequence[int] = ()) -> int:
         if not body.strip():
             raise ValueError("an internal note needs a body")
-        change = ZenpyTicket(id=ticket_id, comment=ZenpyComment(body=body, public=False))
-        if status is not None:
-            change.status = status
-        if add_tags:
-            change.additional_tags = list(add_tags)
+        change = _comment_change(ticket_id, body, public=False, status=status, add_tags=add_tags)
         if mention_user_ids:
             change.additional_collaborators = [int(i) for i in mention_user_ids]
         what = f"add an internal note to ticket #{ticket_id}"
@@ -449,11 +456,7 @@ class ZendeskHelpdesk:
                          add_tags: Sequence[str] = ()) -> None:
         if not body.strip():
             raise ValueError("a reply needs a body")
-        change = ZenpyTicket(id=ticket_id, comment=ZenpyComment(body=body, public=True))
-        if status is not None:
-            change.status = status
-        if add_tags:
-            change.additional_tags = list(add_tags)
+        change = _comment_change(ticket_id, body, public=True, status=status, add_tags=add_tags)
         self._call(f"reply to ticket #{ticket_id}", lambda: self._zenpy.tickets.update(change))
 
     def open_internal_ticket(self, *, subject: str, body: str, external_id: str, tags: Sequence[str] = (),

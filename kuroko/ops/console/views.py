@@ -30,6 +30,7 @@ from kuroko.ledger import (
     WorkItem,
     list_claims,
 )
+from kuroko.ledger import money as ledger_money
 from kuroko.procedure import CommandHints, Procedure
 
 SYSTEM_NAMES = {"zendesk": "Zendesk", "boss": "BOSS", "rms": "RMS", "amazon": "Amazon", "spapi": "Amazon",
@@ -399,9 +400,5 @@ def claims(ledger: Ledger, procedures: dict[str, Procedure], *, every: bool = Fa
 
 
 def money(amount: Decimal | None, currency: str | None) -> str:
-    """As `kuroko claims` writes it: ¥1,980 (yen without decimals), USD 12.50 otherwise."""
-    if amount is None:
-        return "-"
-    if currency in (None, "JPY"):
-        return f"¥{amount:,.0f}"
-    return f"{currency} {amount:,.2f}"
+    """As `kuroko claims` writes it (kuroko.ledger.money); an amount not known yet is a dash."""
+    return ledger_money(amount, currency, missing="-")
