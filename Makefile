@@ -4,10 +4,10 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-APT_PACKAGES := chromium fonts-noto-cjk xvfb xauth postgresql
+APT_PACKAGES := chromium chromium-headless-shell fonts-noto-cjk xvfb xauth postgresql
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: system-packages install demo test bench chaos lint sandbox clean
+.PHONY: system-packages install demo test bench bench-full chaos lint sandbox clean
 
 install: $(STAMP) system-packages
 
@@ -40,8 +40,13 @@ TEST_WORKERS ?= 2
 test: install
 	$(BIN)/pytest -m "not chaos_full" -n $(TEST_WORKERS) --dist loadfile
 
+# About 10 minutes: the 40-order procedure-A day, the floor, every site, 1 vs 2 robots on PostgreSQL.
 bench: install
 	$(BIN)/python -m kuroko.ops.bench
+
+# The same and the 1,000-order day (about an hour here): memory flat with the size of the day.
+bench-full: install
+	$(BIN)/python -m kuroko.ops.bench --full
 
 chaos: install
 	$(BIN)/pytest -m chaos_full tests/test_crash_safety.py -s

@@ -168,6 +168,7 @@ class Connections:
     def begin_item(self) -> None:
         """Start a fresh trace chunk for the next item (earlier actions are discarded)."""
         if self._browser is not None:
+            self._browser.collect_garbage()
             for name in self._browser.sites():
                 self._browser.discard_trace(name)
 

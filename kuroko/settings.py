@@ -74,6 +74,9 @@ class Settings(KurokoSettings):
 
     # --- the browser -------------------------------------------------------------------------
     browser_path: Path = Path("/usr/bin/chromium")
+    headless_shell_path: Path = Path("/usr/lib/chromium/chromium-headless-shell")
+    """Debian's chromium-headless-shell: the same engine without the browser's own UI, used for
+    headless runs (about half the memory of a headless full Chromium). Absent: browser_path."""
     headless: bool = True
     slow_mo_ms: int = 0
     navigation_timeout_ms: int = 15_000

@@ -68,7 +68,7 @@ def screenshot_path(name: str) -> Path:
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[Any]:
     """A throwaway PostgreSQL cluster for the session (tests/pg.py), started on first use."""
-    from pg import ThrowawayPostgres
+    from sandbox.postgres import ThrowawayPostgres
 
     cluster = ThrowawayPostgres().start()
     try:

@@ -33,7 +33,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,21 +45,12 @@ from rich.console import Console
 from kuroko.ledger import ItemState, Ledger, list_claims
 from kuroko.ops.demo import AFTERSALES_PLANS, AFTERSALES_TIMELINE, TIMELINE, play_office_staff
 from kuroko.settings import Settings
+from sandbox.verdict import CHANGES, MARKER, SHIPPING_MAILS, changes_by_order, order_of, side_effects_twice
 
 HOOK_LINE = re.compile(r"KUROKO_CRASH_AFTER_ACTIONS: SIGKILL after side effect \d+: (.+)")
-MARKER = re.compile(r"\[kuroko:[^\]]+\]")
-CHANGES = {
-    ("rms", "confirm_order"), ("rms", "mail_sent"), ("rms", "shipping_set"),
-    ("boss", "order_deleted"), ("boss", "order_cancelled"),
-    ("zendesk", "comment_added"), ("zendesk", "status_changed"), ("zendesk", "tags_changed"),
-    ("zendesk", "tickets_merged"), ("zendesk", "merge_failed"),
-    ("amazon", "fulfillment_order_created"), ("amazon", "fulfillment_order_cancelled"),
-}
-"""What counts as the robot changing the world (sandbox audit); mails arriving do not."""
 BUSINESS_HOLDS = {"not_physical_sim", "order_not_in_boss", "unreadable_ticket"}
 """Why a seeded day's orders may end with a person; any other hold (e.g. an application error
 after too many attempts) means a crash left something the robot could not get past."""
-SHIPPING_MAILS = ("発送メール JM", "発送メール JS")
 RUN_TIMEOUT = 300
 FOLLOWED_FOR_WEEKS = {"amazon_claims"}
 """Procedures whose items rightly stay open past the day (a claim waits weeks for its filing and
@@ -251,22 +242,12 @@ def last_logged(robot_log: Path, offset: int) -> str:
 
 
 # --- the verdict -------------------------------------------------------------------------------
-def order_of(event: dict[str, Any]) -> str | None:
-    if event.get("order_number"):
-        return str(event["order_number"])
-    sfo = event.get("seller_fulfillment_order_id")
-    return str(sfo).removeprefix("RKT-") if sfo else None
-
-
 def nothing_twice_nothing_lost(day: Day) -> list[str]:
     """Every problem found, in words (empty: the day is right)."""
     sandbox = day.sandbox
     state = sandbox.state()
-    done_by_order: dict[str, Counter[tuple[str, str]]] = defaultdict(Counter)
-    for event in sandbox.audit():
-        number = order_of(event)
-        if number and (event["system"], event["action"]) in CHANGES:
-            done_by_order[number][(event["system"], event["action"])] += 1
+    audit = sandbox.audit()
+    done_by_order = changes_by_order(audit)
     mcf_by_order = Counter(o["displayable_order_id"] for o in state["amazon"]["fulfillment_orders"])
     tickets = {t["id"]: t for t in state["zendesk"]["tickets"]}
     ledger = Ledger(day.settings.ledger_database_url())
@@ -275,34 +256,19 @@ def nothing_twice_nothing_lost(day: Day) -> list[str]:
         known_tickets = ledger.known_ticket_ids()
     finally:
         ledger.close()
-    problems: list[str] = []
+    # Nothing twice: each robot note once per ticket, each side effect at most once per order.
+    problems: list[str] = side_effects_twice(state, audit)
 
     def check(ok: bool, what: str) -> None:
         if not ok:
             problems.append(what)
 
-    # Nothing twice: per ticket, each robot note once.
-    for ticket in tickets.values():
-        markers = Counter(m for c in ticket["comments"] for m in MARKER.findall(c["body"]))
-        for tag, n in markers.items():
-            check(n == 1, f"ticket #{ticket['id']}: robot note {tag} written {n} times")
-
-    # Per order: at most once each, and the end each kind of order should reach.
+    # Per order: the end each kind of order should reach.
     for world in state["orders"]:
         number = world["order_number"]
         done = done_by_order[number]
         mails = Counter(m["template"] for m in world["mails"])
-        check(world["confirm_clicks"] <= 1, f"{number}: 注文確認 clicked {world['confirm_clicks']} times")
-        check(mails["サンクスメール"] <= 1, f"{number}: サンクスメール sent {mails['サンクスメール']} times")
         shipping = sum(mails[t] for t in SHIPPING_MAILS)
-        check(shipping <= 1, f"{number}: 発送メール sent {shipping} times")
-        check(mcf_by_order[number] <= 1 and done[("amazon", "fulfillment_order_created")] <= 1,
-              f"{number}: {mcf_by_order[number]} MCF orders")
-        check(done[("boss", "order_deleted")] <= 1,
-              f"{number}: deleted in BOSS {done[('boss', 'order_deleted')]} times")
-        check(done[("boss", "order_cancelled")] == 0, f"{number}: Order Cancellation clicked in BOSS")
-        check(done[("rms", "shipping_set")] <= 1, f"{number}: RMS shipping fields set {done[('rms', 'shipping_set')]} "
-                                                  "times")
         order = orders.get(number)
         if order is None:
             problems.append(f"{number}: lost — the ledger never took it in")

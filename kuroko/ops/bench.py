@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import threading
 import time
@@ -59,24 +60,69 @@ def _descendants(pid: int) -> list[int]:
     return found
 
 
+def process_kind(pid: int, robot: int) -> str:
+    """What a process of the robot's tree is, by its command line: the robot itself, Playwright's
+    driver (node), or one of Chromium's processes (browser, renderer, GPU, utility, zygote)."""
+    if pid == robot:
+        return "robot (Python)"
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as raw:
+            args = raw.read().split(b"\0")
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return "gone"
+    text = b" ".join(args).decode(errors="replace")
+    if "run-driver" in text or "playwright" in text.split(" ", 1)[0] or text.startswith("node"):
+        return "Playwright driver (node)"
+    if "chrom" in text:
+        kind = re.search(r"--type=([a-z-]+)", text)
+        return f"Chromium {kind.group(1)}" if kind else "Chromium browser"
+    return "other"
+
+
 class PeakMemory:
     """Samples the memory (PSS) of this process plus its children (Chromium, Playwright's driver) —
-    but not the sandbox, which is measured apart."""
+    but not the sandbox, which is measured apart. Keeps the peak of the whole, the peak of each kind
+    of process, what each kind held at the moment of the whole's peak, and the whole at each mark
+    (``mark(label)``, e.g. after each pass) to see whether it grows over the day."""
 
     def __init__(self, exclude: int | None = None, interval: float = 0.25) -> None:
         self.exclude = exclude
         self.interval = interval
         self.peak_kib = 0
+        self.peak_by_kind: dict[str, int] = {}
+        self.at_peak: dict[str, int] = {}
+        self.marks: list[tuple[str, int]] = []
+        self.most_processes: dict[str, int] = {}
+        self._now_kib = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def _run(self) -> None:
+    def sample(self) -> dict[str, int]:
         me = os.getpid()
+        excluded = {self.exclude, *(_descendants(self.exclude) if self.exclude else [])}
+        kinds: dict[str, int] = defaultdict(int)
+        counts: Counter[str] = Counter()
+        for pid in [me, *(p for p in _descendants(me) if p not in excluded)]:
+            kind = process_kind(pid, me)
+            kinds[kind] += _pss_kib(pid)
+            counts[kind] += 1
+        for kind, n in counts.items():
+            self.most_processes[kind] = max(self.most_processes.get(kind, 0), n)
+        return dict(kinds)
+
+    def _run(self) -> None:
         while not self._stop.is_set():
-            excluded = {self.exclude, *(_descendants(self.exclude) if self.exclude else [])}
-            pids = [me, *(p for p in _descendants(me) if p not in excluded)]
-            self.peak_kib = max(self.peak_kib, sum(_pss_kib(p) for p in pids))
+            kinds = self.sample()
+            total = sum(kinds.values())
+            self._now_kib = total
+            for kind, kib in kinds.items():
+                self.peak_by_kind[kind] = max(self.peak_by_kind.get(kind, 0), kib)
+            if total > self.peak_kib:
+                self.peak_kib, self.at_peak = total, kinds
             self._stop.wait(self.interval)
+
+    def mark(self, label: str) -> None:
+        self.marks.append((label, sum(self.sample().values())))
 
     def __enter__(self) -> PeakMemory:
         self._thread.start()
@@ -85,6 +131,18 @@ class PeakMemory:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
+
+
+def _mib(kib: int) -> float:
+    return round(kib / 1024, 1)
+
+
+def memory_figures(memory: PeakMemory) -> dict[str, Any]:
+    return {"peak_mib": _mib(memory.peak_kib),
+            "at_peak_mib": {k: _mib(v) for k, v in sorted(memory.at_peak.items(), key=lambda kv: -kv[1])},
+            "peak_by_kind_mib": {k: _mib(v) for k, v in sorted(memory.peak_by_kind.items(), key=lambda kv: -kv[1])},
+            "after_each_pass_mib": [(label, _mib(kib)) for label, kib in memory.marks],
+            "most_processes": dict(memory.most_processes)}
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -172,7 +230,12 @@ class PlainProgress:
         pass
 
 
-def run_bench(console: Console, *, orders: int, seed: int, data_dir: Path) -> dict[str, Any]:
+PROCEDURE_A_DAY = ["rakuten_sim_order", "mcf_aftercare", "amazon_claims", "buyer_inquiries"]
+"""The procedures of the Rakuten order and its after-sales: the browser has BOSS and RMS open."""
+
+
+def run_bench(console: Console, *, orders: int, seed: int, data_dir: Path, trace: str = "retain-on-failure",
+              procedures: list[str] | None = PROCEDURE_A_DAY, floor_orders: int = 0) -> dict[str, Any]:
     import shutil
 
     from kuroko.clock import clock_from_url
@@ -196,14 +259,17 @@ def run_bench(console: Console, *, orders: int, seed: int, data_dir: Path) -> di
         sandbox_pid = sandbox.proc.pid if sandbox.proc else None
         passes: list[dict[str, Any]] = []
         started = time.perf_counter()
-        connections = Connections(settings)
+        connections = Connections(settings, tracing=trace != "off")
         progress: PassProgress | PlainProgress = (PassProgress(console) if console.is_terminal
                                                   else PlainProgress(console))
         for plan in AFTERSALES_PLANS:
             admin.post("/admin/amazon/plans/next", plan)
         with PeakMemory(exclude=sandbox_pid) as memory, progress:
+            from kuroko.registry import load_procedures, select
+
             runner = Runner(settings, ledger, connections, clock_from_url(settings.clock_url),
-                            listener=progress.listener)
+                            procedures=select(load_procedures(), procedures),
+                            listener=progress.listener, trace=trace)
             for label, delta in [*TIMELINE, *AFTERSALES_TIMELINE]:
                 if delta:
                     admin.advance(**delta)
@@ -211,6 +277,7 @@ def run_bench(console: Console, *, orders: int, seed: int, data_dir: Path) -> di
                 t0 = time.perf_counter()
                 report = runner.run_pass()
                 progress.finish()
+                memory.mark(label)
                 list_reads = report.counters.get("boss_list_reads", 0)
                 passes.append({"pass": label, "orders_run": report.items_run, "boss_list_reads": list_reads,
                                "seconds": round(time.perf_counter() - t0, 2)})
@@ -230,6 +297,7 @@ def run_bench(console: Console, *, orders: int, seed: int, data_dir: Path) -> di
             "seed": seed,
             "wall_seconds": round(total, 1),
             "peak_memory_mib": round(memory.peak_kib / 1024, 1),
+            "memory": memory_figures(memory),
             "passes": passes,
             "paths": summarize(ledger.items()),
             "aftersales": aftersales_summary(ledger.items()),
@@ -247,6 +315,11 @@ def run_bench(console: Console, *, orders: int, seed: int, data_dir: Path) -> di
             "rms_login_submissions": rms_logins["submissions"],
         }
         ledger.close()
+        if floor_orders:
+            from kuroko.ops.floor import run_floor
+
+            console.print(f"  the floor: {floor_orders} MCF orders by a bare script …")
+            result["floor"] = run_floor(admin, settings, orders=floor_orders)
     return result
 
 
@@ -261,6 +334,11 @@ def print_result(console: Console, result: dict[str, Any]) -> None:
                       f"{row['boss_page_loads']:.1f}", f"{row['rms_page_loads']:.1f}",
                       f"{row['zendesk_requests']:.1f}", f"{row['spapi_requests']:.1f}")
     console.print(table)
+    memory = result.get("memory")
+    if memory:
+        console.print("Memory (PSS) at the peak: " + ", ".join(f"{k} {v}" for k, v in memory["at_peak_mib"].items())
+                      + " MiB; after each pass: " + ", ".join(f"{v}" for _, v in memory["after_each_pass_mib"])
+                      + " MiB.")
     console.print("Per-order figures are means over the order's whole life; the BOSS list is read once per pass "
                   "(counted per pass above), not per order.")
     after = result.get("aftersales")
@@ -286,25 +364,160 @@ def print_result(console: Console, result: dict[str, Any]) -> None:
                   f"({result['429_surfaced_to_runner_and_retried']} such steps).")
 
 
+def run_robots_on_postgres(console: Console, *, robots: int, orders: int, seed: int, workdir: Path,
+                           postgres: Any) -> dict[str, Any]:
+    """The procedure-A day worked by ``robots`` `kuroko run --once` processes started together at each
+    moment, on one PostgreSQL ledger; what each did, and what the world saw done twice."""
+    import subprocess
+    import sys
+
+    from kuroko.ops.demo import TIMELINE, play_office_staff
+    from sandbox.verdict import side_effects_twice
+
+    url = postgres.new_database()
+    sandbox = SandboxProcess(scenario="day", seed=seed, orders=orders, startup_seconds=300)
+    with sandbox as admin:
+        env = {**os.environ, **admin.robot_env(), "KUROKO_LEDGER_URL": url}
+        ledger = Ledger(url)
+        busy = 0.0
+        pids: dict[int, int] = {}
+        logs = workdir / f"robots-{robots}"
+        logs.mkdir(parents=True, exist_ok=True)
+        for label, delta in TIMELINE:
+            if delta:
+                admin.advance(**delta)
+            play_office_staff(ledger, admin, Console(quiet=True))
+            t0 = time.perf_counter()
+            procs = []
+            for n in range(1, robots + 1):
+                robot_env = {**env, "KUROKO_DATA_DIR": str(workdir / f"robots-{robots}-data{n}")}
+                with open(logs / f"{len(pids) + 1:03d}-robot{n}.log", "wb") as out:
+                    proc = subprocess.Popen(
+                        [sys.executable, "-m", "kuroko.ops.cli", "run", "--once",
+                         *(arg for name in PROCEDURE_A_DAY for arg in ("--procedure", name))],
+                        env=robot_env, stdout=out, stderr=subprocess.STDOUT)
+                pids[proc.pid] = n
+                procs.append(proc)
+            failed = [p.args for p in procs if p.wait(timeout=900) != 0]
+            busy += time.perf_counter() - t0
+            if failed:
+                raise RuntimeError(f"a robot failed at '{label}'; see {logs}")
+        items: dict[int, set[int]] = defaultdict(set)
+        for item in ledger.items():
+            for step in ledger.steps(item.id):
+                if step.worker_id and step.worker_id.count(":") >= 1:
+                    pid = int(step.worker_id.split(":")[1])
+                    items[pids.get(pid, 0)].add(item.id)
+        placed = {o["order_number"] for o in admin.get("/admin/orders")}
+        known = {o.key: o for o in ledger.items() if o.key in placed}
+        problems = side_effects_twice(admin.state(), admin.audit())
+        ledger.close()
+    minutes = busy / 60
+    return {
+        "robots": robots,
+        "orders": len(placed),
+        "settled": sum(o.state in ("done", "held") for o in known.values()),
+        "robot_minutes": round(minutes, 2),
+        "orders_per_minute": round(len(placed) / minutes, 1) if minutes else 0.0,
+        "per_robot": {n: {"items": len(items[n]), "items_per_minute": round(len(items[n]) / minutes, 1)}
+                      for n in range(1, robots + 1)},
+        "duplicates": len(problems),
+        "duplicate_examples": problems[:5],
+    }
+
+
+def print_robots(console: Console, runs: list[dict[str, Any]]) -> None:
+    table = Table(title="Several robots on one PostgreSQL ledger (the procedure-A day, `kuroko run --once` each)")
+    for col in ("robots", "orders", "settled", "wall min", "orders/min", "items each (per min)", "side effects twice"):
+        table.add_column(col, justify="right")
+    for run in runs:
+        each = ", ".join(f"{r['items']} ({r['items_per_minute']})" for r in run["per_robot"].values())
+        table.add_row(str(run["robots"]), str(run["orders"]), str(run["settled"]), f"{run['robot_minutes']:.2f}",
+                      f"{run['orders_per_minute']:.1f}", each, str(run["duplicates"]))
+    console.print(table)
+
+
+def print_floor(console: Console, day: dict[str, Any], floor: dict[str, Any]) -> None:
+    robot = day["paths"].get("mcf", {})
+    ratio = robot.get("median_s", 0) / floor["median_s"] if floor["median_s"] else 0.0
+    table = Table(title=f"An MCF order: the robot against the floor (a bare script, same run): "
+                        f"{ratio:.2f}× the floor's median")
+    for col in ("", "orders", "median s", "p95 s", "BOSS loads", "RMS loads", "Zendesk req", "SP-API req"):
+        table.add_column(col, justify="right" if col else "left")
+    for name, row in (("robot", robot), ("floor", floor)):
+        table.add_row(name, str(row.get("orders", 0)), f"{row.get('median_s', 0):.2f}", f"{row.get('p95_s', 0):.2f}",
+                      f"{row.get('boss_page_loads', 0):.1f}", f"{row.get('rms_page_loads', 0):.1f}",
+                      f"{row.get('zendesk_requests', 0):.1f}", f"{row.get('spapi_requests', 0):.1f}")
+    console.print(table)
+    floor["robot_over_floor"] = round(ratio, 2)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--orders", type=int, default=200, help="the measured day (0: skip)")
-    parser.add_argument("--load-orders", type=int, default=1000, help="the load day (0: skip)")
+    parser.add_argument("--orders", type=int, default=40, help="the measured procedure-A day (0: skip)")
+    parser.add_argument("--full", action="store_true",
+                        help="also the 1,000-order day (make bench-full): is memory flat with the size of the day?")
+    parser.add_argument("--full-orders", type=int, default=1000)
+    parser.add_argument("--sites", action=argparse.BooleanOptionalAction, default=True,
+                        help="the same day with every procedure (たまご, Bカート too): what further sites add")
+    parser.add_argument("--floor-orders", type=int, default=8, help="MCF orders done by the bare script (0: skip)")
+    parser.add_argument("--robots-orders", type=int, default=30,
+                        help="the day worked by 1 and by 2 robots on PostgreSQL (0: skip)")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--trace", default="retain-on-failure", choices=("retain-on-failure", "on", "off"))
     parser.add_argument("--data-dir", type=Path, default=Path("data/bench"))
     args = parser.parse_args()
     console = Console()
     results: dict[str, Any] = {}
+    started = time.perf_counter()
     if args.orders:
-        results["day"] = run_bench(console, orders=args.orders, seed=args.seed, data_dir=args.data_dir)
+        results["day"] = run_bench(console, orders=args.orders, seed=args.seed, data_dir=args.data_dir,
+                                   trace=args.trace, floor_orders=args.floor_orders)
         print_result(console, results["day"])
-    if args.load_orders:
-        results["load"] = run_bench(console, orders=args.load_orders, seed=args.seed + 1,
-                                    data_dir=args.data_dir.with_name(args.data_dir.name + "-load"))
-        print_result(console, results["load"])
+        if "floor" in results["day"]:
+            print_floor(console, results["day"], results["day"]["floor"])
+    if args.orders and args.sites:
+        results["all_sites"] = run_bench(console, orders=args.orders, seed=args.seed, procedures=None,
+                                         data_dir=args.data_dir.with_name(args.data_dir.name + "-sites"))
+        print_result(console, results["all_sites"])
+    if args.robots_orders:
+        from sandbox.postgres import ThrowawayPostgres
+
+        postgres = ThrowawayPostgres().start()
+        try:
+            results["robots"] = [run_robots_on_postgres(console, robots=n, orders=args.robots_orders, seed=args.seed,
+                                                        workdir=args.data_dir.with_name(args.data_dir.name + "-pg"),
+                                                        postgres=postgres) for n in (1, 2)]
+        finally:
+            postgres.stop()
+        print_robots(console, results["robots"])
+    if args.full:
+        results["full"] = run_bench(console, orders=args.full_orders, seed=args.seed + 1, trace=args.trace,
+                                    data_dir=args.data_dir.with_name(args.data_dir.name + "-full"))
+        print_result(console, results["full"])
+    print_memory_summary(console, results)
+    results["bench_seconds"] = round(time.perf_counter() - started, 1)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "bench.json").write_text(json.dumps(results, indent=2, ensure_ascii=False))
-    console.print(f"Written: {RESULTS / 'bench.json'}")
+    console.print(f"The bench took {results['bench_seconds']:.0f} s. Written: {RESULTS / 'bench.json'}")
+
+
+def print_memory_summary(console: Console, results: dict[str, Any]) -> None:
+    day = results.get("day")
+    if not day:
+        return
+    peak = day["memory"]["peak_mib"]
+    console.print(f"Peak memory (PSS) of robot + Playwright driver + Chromium, procedure-A day of {day['orders']} "
+                  f"orders: {peak} MiB (goal ≤ 700).")
+    sites = results.get("all_sites")
+    if sites:
+        console.print(f"With every procedure (たまご, Bカート too): {sites['memory']['peak_mib']} MiB, "
+                      f"{sites['memory']['peak_mib'] - peak:+.1f} MiB; processes: {sites['memory']['most_processes']}.")
+    full = results.get("full")
+    if full:
+        growth = (full["memory"]["peak_mib"] - peak) / peak * 100
+        console.print(f"{full['orders']}-order day: {full['memory']['peak_mib']} MiB, {growth:+.1f}% against the "
+                      f"{day['orders']}-order day (goal: within 15%).")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""A throwaway PostgreSQL cluster for the tests: Debian's initdb/pg_ctl (the Makefile installs the
+"""A throwaway PostgreSQL cluster for the tests and the benchmark: Debian's initdb/pg_ctl (the Makefile installs the
 ``postgresql`` package when missing), a temporary directory, a free 127.0.0.1 port, no Unix
 socket, trust authentication, fsync off; stopped and removed at the end.
 
@@ -96,5 +96,5 @@ class ThrowawayPostgres:
         name = "t_" + uuid.uuid4().hex[:12]
         with psycopg.connect(f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres",
                              autocommit=True) as connection:
-            connection.execute(f'CREATE DATABASE "{name}"')  # type: ignore[arg-type]
+            connection.execute(f'CREATE DATABASE "{name}"')
         return self.url(name)
