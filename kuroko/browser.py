@@ -11,6 +11,7 @@ import contextlib
 import os
 import re
 from collections import Counter
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -19,6 +20,7 @@ from playwright.sync_api import Browser as PwBrowser
 from playwright.sync_api import BrowserContext, CDPSession, Page, Playwright, Request, sync_playwright
 
 from kuroko.errors import ConfigurationError
+from kuroko.logs import redact
 from kuroko.settings import Settings
 
 CHROMIUM_FLAGS = [
@@ -52,6 +54,8 @@ class Browser:
         self._pages: dict[str, Page] = {}
         self.page_loads: Counter[str] = Counter()
         """Documents loaded (navigations and form posts) per site, for the benchmark."""
+        self.pages_visited: list[str] = []
+        """Every document the current item loaded (time, site, method, URL): part of a failure's evidence."""
         self._sessions: dict[str, CDPSession] = {}
         self._loads_when_tidied: Counter[str] = Counter()
         self.last_site: str | None = None
@@ -120,13 +124,14 @@ class Browser:
                 # DOM snapshots of every action, no filmstrip: the screencast behind a trace's
                 # screenshots cost Chromium and the driver time and memory on every page, and a
                 # failure gets a real screenshot of its own (Connections.capture).
-                context.tracing.start(screenshots=False, snapshots=True, sources=False)
+                context.tracing.start(screenshots=False, snapshots=False, sources=False)
             self._contexts[site] = context
         return self._contexts[site]
 
     def _count_document(self, site: str, request: Request) -> None:
         if request.resource_type == "document":
             self.page_loads[site] += 1
+            self.pages_visited.append(f"{datetime.now():%H:%M:%S.%f}"[:-3] + f" {site} {request.method} {request.url}")
 
     def sites(self) -> list[str]:
         """The sites with a browser context open now."""
@@ -184,6 +189,26 @@ class Browser:
             page.screenshot(path=str(path), full_page=True)
         except Exception:
             return None
+        return path
+
+    def save_html(self, site: str, path: Path) -> Path | None:
+        """The page's DOM as it is now (what a trace's snapshot would show; typed values are not in it)."""
+        page = self._pages.get(site)
+        if page is None or page.is_closed():
+            return None
+        try:
+            html = page.content()
+        except Exception:
+            return None
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(redact(html), encoding="utf-8")
+        return path
+
+    def save_pages_visited(self, path: Path) -> Path | None:
+        if not self.pages_visited:
+            return None
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(redact("\n".join(self.pages_visited)) + "\n", encoding="utf-8")
         return path
 
     def save_trace(self, site: str, path: Path) -> Path | None:

@@ -140,15 +140,19 @@ class Connections:
         return out
 
     def capture(self, directory: Path, stem: str, *, keep_trace: bool, screenshot: bool = True) -> list[str]:
-        """Screenshot of the page in hand and the site traces, named by item and step only."""
+        """The evidence of a failed step, named by item and step only: a screenshot and the HTML of the
+        page in hand, the list of pages the item loaded, and (``keep_trace``) the site traces."""
         if self._browser is None:
             return []
         paths: list[str] = []
         site = self._browser.last_site
         if site is not None and screenshot:
             shot = self._browser.screenshot(site, directory / f"{safe_name(stem)}-{site}.png")
-            if shot:
-                paths.append(str(shot))
+            html = self._browser.save_html(site, directory / f"{safe_name(stem)}-{site}.html")
+            paths += [str(p) for p in (shot, html) if p]
+        visited = self._browser.save_pages_visited(directory / f"{safe_name(stem)}-pages.txt")
+        if visited:
+            paths.append(str(visited))
         if keep_trace:
             for name in self._browser.sites():
                 trace = self._browser.save_trace(name, directory / f"{safe_name(stem)}-{name}-trace.zip")
@@ -166,8 +170,9 @@ class Connections:
         self._browser.page(self._browser.last_site).pause()
 
     def begin_item(self) -> None:
-        """Start a fresh trace chunk for the next item (earlier actions are discarded)."""
+        """Start a fresh trace chunk and page list for the next item (earlier actions are discarded)."""
         if self._browser is not None:
+            self._browser.pages_visited.clear()
             self._browser.collect_garbage()
             for name in self._browser.sites():
                 self._browser.discard_trace(name)

@@ -141,15 +141,25 @@ def test_a_failing_step_leaves_trace_and_screenshot_in_show_and_report(sandbox: 
     assert "confirm_button" in html or "注文確認" in html or "did not appear" in html
 
 
-def test_trace_off_records_no_trace_but_keeps_the_screenshot(sandbox: Sandbox, settings_env: Path) -> None:
-    sandbox.place_order([DATA_SIM])
+def test_trace_off_records_no_trace_but_keeps_screenshot_page_and_pages_loaded(sandbox: Sandbox,
+                                                                             settings_env: Path) -> None:
+    """Without a trace a person still sees the failed step: its screenshot, the page's HTML as it was,
+    and every page the order loaded, in order."""
+    number = sandbox.place_order([DATA_SIM])["order_number"]
     sandbox.advance(minutes=31)
     sandbox.fault("rms", hide_elements=["confirm_button"])
     result = kuroko("run", "--once", "--trace", "off")
     assert result.returncode == 0, result.stderr
-    evidence = sorted(p.name for p in (settings_env / "evidence").rglob("*") if p.is_file())
+    files = [p for p in (settings_env / "evidence").rglob("*") if p.is_file()]
+    evidence = sorted(p.name for p in files)
     assert any(name.endswith(".png") for name in evidence), evidence
     assert not any(name.endswith(".zip") for name in evidence), "no trace was recorded"
+    page = next(p for p in files if p.name.endswith("-rakuten.html"))
+    assert "受注詳細" in page.read_text(encoding="utf-8") and number in page.read_text(encoding="utf-8")
+    loaded = next(p for p in files if p.name.endswith("-pages.txt")).read_text(encoding="utf-8").splitlines()
+    assert any("rakuten GET " in line and line.endswith(f"/rms/order/{number}") for line in loaded), loaded
+    shown = kuroko("show", number)
+    assert page.name in shown.stdout
     refused = kuroko("run", "--once", "--trace", "sometimes")
     assert refused.returncode != 0 and "use retain-on-failure, on or off" in refused.stdout + refused.stderr
 

@@ -290,7 +290,10 @@ def create_app(settings: Settings | None = None, ledger: Ledger | None = None,
         path = Path(paths[index])
         if path.suffix == ".png":
             return FileResponse(path, media_type="image/png")
-        return FileResponse(path, media_type="application/zip", filename=path.name)
+        if path.suffix == ".zip":
+            return FileResponse(path, media_type="application/zip", filename=path.name)
+        # A failed page's HTML or the pages list: a download as plain text, never rendered here.
+        return FileResponse(path, media_type="text/plain; charset=utf-8", filename=path.name)
 
     # --- actions -------------------------------------------------------------------------------
     @app.post("/items/{item_id}/release")

@@ -83,6 +83,11 @@ class ItemView:
     def traces(self) -> list[Evidence]:
         return [e for e in self.evidence if e.kind == "trace"]
 
+    @property
+    def files(self) -> list[Evidence]:
+        """The failed page's HTML and the list of pages the item loaded."""
+        return [e for e in self.evidence if e.kind == "file" and e.exists]
+
 
 def _evidence(steps: list[StepRecord]) -> list[Evidence]:
     found = []
