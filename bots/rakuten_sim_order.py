@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from kuroko.ledger import WorkItem
     from pages.rakuten.order_page import RmsOrderView
     from services.fulfillment import McfOrder, McfShipment
+    from services.helpdesk import Helpdesk, TicketView
 
 NAME = "rakuten_sim_order"
 AFTERCARE = "mcf_aftercare"
@@ -206,6 +207,11 @@ def take_in(ctx: IntakeContext) -> None:
         except UnreadableTicket as exc:
             ctx.taken_in.append(hold_unreadable_ticket(ctx, ticket.id, exc))
             continue
+        if finished_before(helpdesk, ticket, mail.order_number):
+            ctx.ledger.add_ticket(ticket.id, None, "finished", ctx.now)
+            ctx.taken_in.append(f"{mail.order_number}: ticket {ticket.id} not taken in again (the robot finished "
+                                "the order before; a later note reopened the ticket for a person)")
+            continue
         by_order[mail.order_number].append(ticket)
         links.setdefault(mail.order_number, mail.purchase_history_url)
     for number, tickets in by_order.items():
@@ -230,6 +236,20 @@ def take_in(ctx: IntakeContext) -> None:
                 ctx.taken_in.append(merge_later_mails(ctx, item, [t.id for t in later]))
             except KurokoError as exc:
                 ctx.failed.append(f"{number}: {exc.message}")
+
+
+FINISHED_NOTES = ("completed", "in_stock")
+"""The notes that solve an order's ticket: the order is done."""
+
+
+def finished_before(helpdesk: Helpdesk, ticket: TicketView, number: str) -> bool:
+    """A ticket the ledger does not know that already carries the note finishing its order (the
+    ledger was lost or is new; an after-sales note or a person reopened the ticket since): it is
+    not the robot's to take in and solve again. A new mail (status new) is never read for this."""
+    if ticket.status == "new":
+        return False
+    tags = [marker(number, what) for what in FINISHED_NOTES]
+    return any(tag in c.body for c in helpdesk.comments(ticket.id) for tag in tags)
 
 
 def merge_later_mails(ctx: IntakeContext, item: WorkItem, sources: list[int]) -> str:
