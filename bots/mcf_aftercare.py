@@ -219,7 +219,8 @@ def rebuild_from_amazon(ctx: IntakeContext, known: set[str]) -> None:
             taken += 1
             ctx.taken_in.append(f"{mcf_id}: MCF order of Rakuten order {number} followed again (the ledger did "
                                 f"not know it; ticket {f'#{ticket}' if ticket else 'not found'})")
-    ctx.ledger.audit(item_id=None, at=ctx.now, actor=ctx.effects.actor, system="amazon", action=LISTED,
+    # A read, not a side effect: the robot's own marker, in a dry run's throwaway ledger too.
+    ctx.ledger.audit(item_id=None, at=ctx.now, actor="robot", system="amazon", action=LISTED,
                      detail={"since": since.isoformat(), "orders": len(orders), "taken_in": taken})
 
 

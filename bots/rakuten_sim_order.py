@@ -736,15 +736,24 @@ def ship(desk: DeskContext,
          carrier: Annotated[str, typer.Option(help="RMS shipping company (e.g. 日本郵便) or carrier code.")],
          tracking: Annotated[str, typer.Option(help="The parcel's tracking number.")]) -> str:
     """Give an office shipment its carrier and tracking number; the robot then sends the shipping mail."""
-    item = desk.item(order_number, NAME)
+    from services.fulfillment import seller_fulfillment_order_id
+
+    item = desk.ledger.find_item(order_number, NAME)
+    mcf_key = ""
+    if item is None:  # after a lost ledger only the after-sales item may know the order (its MCF order id)
+        with contextlib.suppress(ValueError):
+            mcf_key = seller_fulfillment_order_id(order_number)
+        if not mcf_key or desk.ledger.find_item(mcf_key, AFTERCARE) is None:
+            item = desk.item(order_number, NAME)  # says the ledger has no such order
     carriers = rules().carrier_map
     rms_carrier = carriers.get(carrier, carrier)
     if rms_carrier not in set(carriers.values()):
         raise KurokoError(f"unknown carrier {carrier!r}; use one of: {', '.join(sorted(set(carriers.values())))}")
     number = normalize_tracking_number(tracking)
     ship_date = desk.now.astimezone(ZoneInfo(desk.settings.timezone)).date().isoformat()
-    if item.facts.get("shipment") != "office":
-        after = desk.ledger.find_item(str(item.facts.get("mcf_id")), AFTERCARE) if item.facts.get("mcf_id") else None
+    if item is None or item.facts.get("shipment") != "office":
+        mcf_id = item.facts.get("mcf_id") if item is not None else mcf_key
+        after = desk.ledger.find_item(str(mcf_id), AFTERCARE) if mcf_id else None
         if after is None or not after.facts.get("office_units"):
             raise KurokoError(f"order {order_number} is not an office shipment (Amazon ships it).")
         # Units Amazon did not ship after all (mcf_aftercare): the office parcel goes on that item.
