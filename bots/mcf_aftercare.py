@@ -1,7 +1,8 @@
 """After the parcel leaves: every Amazon MCF order the robot created, followed until each of its
 parcels is delivered or settled (docs/procedures/mcf_aftercare.md).
 
-    intake (per pass: every MCF order procedure A created) → follow ⟲ → finish
+    intake (per pass: every MCF order procedure A created; once a day, and at once on a new or
+    lost ledger: every RKT- MCF order Amazon lists that the ledger does not know) → follow ⟲ → finish
 
 ``follow`` reads the MCF order (getFulfillmentOrder) on every visit and each package's tracking
 (getPackageTrackingDetails) on the package's own schedule, and does what the order desk does:
@@ -22,6 +23,14 @@ Notes go on the Rakuten order's ticket while Zendesk takes changes there, else o
 ticket the engine opens (kuroko/handover.py). Every note carries its marker, every claim is unique
 per (kind, order, package) and every 発送メール is counted in RMS's mail history: a run stopped
 half-way does nothing twice.
+
+A lost ledger (deleted, or a new empty database): the intake lists Amazon's MCF orders
+(``rebuild_from_amazon``) and takes in again every ``RKT-<order>`` order it does not know, its facts
+from the systems of record (the order number from the id, items, ship-to and dates from
+getFulfillmentOrder, the order's ticket by the robot's fulfillment note) and ``rebuilt: True``.
+Such an item looks for each note's marker on every ticket of the order before writing it; a claim
+whose note was written before the item existed goes to a person (its case id, if it was filed,
+only the old ledger knew) and is never prepared blind a second time.
 """
 
 from __future__ import annotations
@@ -51,7 +60,7 @@ from kuroko.ledger import (
 from kuroko.procedure import DeskContext, Done, IntakeContext, NotYet, Outcome, Procedure, StepContext
 from kuroko.settings import KurokoSettings, load
 from pages.rakuten.connection import RMS
-from services.fulfillment import FULFILLMENT
+from services.fulfillment import FULFILLMENT, seller_fulfillment_order_id
 from services.helpdesk import HELPDESK
 
 if TYPE_CHECKING:
@@ -81,10 +90,30 @@ class AftercareRules(KurokoSettings):
     aftercare_returned_within_days: int = 5
     """UNDELIVERABLE / EVENT_409 / EVENT_416 not followed by RETURNING/RETURNED within this many days
     is lost (a parcel going back to Amazon is back in stock: no claim)."""
+    aftercare_transit_days: int = 14
+    """The longest from an MCF order's last status change (its last shipment leaving) to its
+    estimated delivery date; with the two rules above it says how far back ``rebuild_window`` looks."""
+    aftercare_relist_hours: float = 24
+    """How often the intake lists Amazon's MCF orders for ones the ledger does not know: at the
+    first pass of a ledger that never listed them (a new or lost ledger), then at most this often."""
 
 
 def rules() -> AftercareRules:
     return load(AftercareRules)
+
+
+LISTED = "list_mcf_orders"
+"""The audit action (no item) that marks when the intake last listed Amazon's MCF orders."""
+RAKUTEN_PREFIX = seller_fulfillment_order_id("0").removesuffix("0")
+"""``RKT-``: the MCF orders procedure A creates."""
+
+
+def rebuild_window(r: AftercareRules) -> timedelta:
+    """How far back (by an MCF order's last status change) a parcel may still be followed: the
+    transit to its EDD (``aftercare_transit_days``), the lost rule (``aftercare_lost_after_days`` + 1
+    day) and the wait for a return after UNDELIVERABLE (``aftercare_returned_within_days``)."""
+    return timedelta(days=r.aftercare_transit_days + r.aftercare_lost_after_days + 1
+                     + r.aftercare_returned_within_days)
 
 
 procedure = Procedure(NAME, title="MCF after-sales", item_label="MCF parcel", desk=HELPDESK)
@@ -118,8 +147,15 @@ def handover(ctx: StepContext) -> HandOver:
 
 def write_note(ctx: StepContext, what: str, body: str, *, hold: bool = False) -> int:
     """A note where a person sees it (the order's ticket, or the engine's follow-up ticket when Zendesk
-    closed it), once: its marker is looked for first."""
-    ticket = handover(ctx).note(ctx.item, ctx.now, body, marker(ctx.key, what), action=f"note_{what}",
+    closed it), once: its marker is looked for first — by a rebuilt item on every ticket of the order,
+    since its ledger no longer says where an earlier note went."""
+    tag = marker(ctx.key, what)
+    if ctx.facts.get("rebuilt"):
+        earlier = noted_before(ctx, tag)
+        if earlier is not None:
+            ctx.facts.setdefault("notes", {})[what] = earlier
+            return earlier
+    ticket = handover(ctx).note(ctx.item, ctx.now, body, tag, action=f"note_{what}",
                                 status="open", hold=hold, reason=what)
     ctx.facts.setdefault("notes", {})[what] = ticket
     return ticket
@@ -153,6 +189,45 @@ def take_in(ctx: IntakeContext) -> None:
             if ctx.take_in(mcf_id, ticket_id=item.ticket_id, facts=facts) is not None:
                 known.add(mcf_id)
                 ctx.taken_in.append(f"{mcf_id}: MCF order of {label} {item.key} followed")
+    rebuild_from_amazon(ctx, known)
+
+
+def rebuild_from_amazon(ctx: IntakeContext, known: set[str]) -> None:
+    """Amazon's own list of our MCF orders, read when the ledger never did (new, or lost mid-day)
+    and then once every ``aftercare_relist_hours``: each ``RKT-<order>`` order whose status changed
+    within ``rebuild_window`` and that the ledger does not follow is taken in again, ``rebuilt``.
+    Its ticket is the one carrying procedure A's fulfillment note; the rest of its facts the
+    follow step reads from getFulfillmentOrder. Normal passes make no listing call."""
+    r = rules()
+    last = ctx.ledger.last_audit_at(LISTED)
+    if last is not None and ctx.now - last < timedelta(hours=r.aftercare_relist_hours):
+        return
+    since = min(last or ctx.now, ctx.now) - rebuild_window(r)
+    orders = ctx.use(FULFILLMENT).list_orders(since)
+    known = known | {i.key for i in ctx.ledger.items(procedure=NAME)}
+    taken = 0
+    for header in orders:
+        mcf_id = header.seller_fulfillment_order_id
+        if not mcf_id.startswith(RAKUTEN_PREFIX) or mcf_id in known:
+            continue
+        number = mcf_id.removeprefix(RAKUTEN_PREFIX)
+        ticket = order_ticket(ctx, number)
+        facts = {"source": order_a.NAME, "source_label": SOURCES[order_a.NAME], "order_number": number,
+                 "rebuilt": True, "mcf_status": header.status}
+        if ctx.take_in(mcf_id, ticket_id=ticket, facts=facts) is not None:
+            known.add(mcf_id)
+            taken += 1
+            ctx.taken_in.append(f"{mcf_id}: MCF order of Rakuten order {number} followed again (the ledger did "
+                                f"not know it; ticket {f'#{ticket}' if ticket else 'not found'})")
+    # A read, not a side effect: the robot's own marker, in a dry run's throwaway ledger too.
+    ctx.ledger.audit(item_id=None, at=ctx.now, actor="robot", system="amazon", action=LISTED,
+                     detail={"since": since.isoformat(), "orders": len(orders), "taken_in": taken})
+
+
+def order_ticket(ctx: IntakeContext, number: str) -> int | None:
+    """The Rakuten order's ticket: the one with procedure A's fulfillment note (any status)."""
+    found = ctx.use(HELPDESK).tickets_with_note(marker(number, "fulfillment"))
+    return found[0].id if found else None
 
 
 # --- the steps ---------------------------------------------------------------------------------
@@ -168,6 +243,8 @@ def follow(ctx: StepContext) -> Outcome:
         raise ApiError(f"Amazon has no MCF order {ctx.key} although the robot created it", code="NotFound")
     status = order.status_key
     ctx.facts["mcf_status"] = order.status
+    if ctx.facts.get("rebuilt") and "items" not in ctx.facts:
+        rebuilt_facts(ctx, order)
     edd = remember_edd(ctx, order)
     shipped = order_a.shipped_shipments(order)
     if not shipped and status in order_a.MCF_NOT_SHIPPING:
@@ -220,6 +297,20 @@ def finish(ctx: StepContext) -> Outcome:
         ctx.facts["delivered_on"] = max(delivered)
     return Done(None, detail=f"after-sales finished: {outcome}"
                 + (f", delivered {ctx.facts['delivered_on']}" if delivered else ""), path=outcome)
+
+
+def rebuilt_facts(ctx: StepContext, order: McfOrder) -> None:
+    """What procedure A's item would have given a rebuilt item, read from Amazon's order."""
+    ctx.facts["items"] = [{"sku": i.seller_sku, "quantity": i.quantity} for i in order.items]
+    to = order.ship_to
+    if to is not None:
+        ctx.facts["ship_to"] = {"name": to.name, "postal_code": to.postal_code, "prefecture": to.state_or_region,
+                                "city": to.city or "", "address": to.address_line1 + (to.address_line2 or ""),
+                                "phone": order.ship_to_phone}
+    if order.received_at is not None:
+        ctx.facts["mcf_received_at"] = order.received_at.isoformat()
+    if order.estimated_arrival is not None:
+        ctx.facts["promised_arrival"] = order.estimated_arrival.isoformat()
 
 
 def overall_outcome(packages: dict[str, dict[str, Any]]) -> str:
@@ -372,6 +463,9 @@ def missing_units(ctx: StepContext, order: McfOrder, shipped: list[McfShipment])
     )
     write_note(ctx, "office-units", body)
     parcel = ctx.facts.get("office_parcel")
+    if not parcel and ctx.facts.get("rebuilt") and shipping_mails(rms_view(ctx, fresh=True)) > len(shipped):
+        ctx.facts["office_mailed"] = True  # its 発送メール went out before the ledger was lost (RMS's record)
+        return ""
     if not parcel:
         return f"office shipment of {items_text(units)}: waiting for `kuroko ship`"
     if ctx.facts.get("office_mailed"):
@@ -493,7 +587,7 @@ def open_parcel_claim(ctx: StepContext, kind: ClaimKind, order: McfOrder, shipme
         f"Off-Amazon order: {ctx.facts.get('source_label', 'order')} {ctx.facts.get('order_number')}; buyer "
         f"{buyer_text(ctx)}."
     )
-    claim, _created = open_claim(ctx.ledger, kind=kind.value, item_id=ctx.item.id, mcf_order_id=ctx.key,
+    claim, created = open_claim(ctx.ledger, kind=kind.value, item_id=ctx.item.id, mcf_order_id=ctx.key,
                                  package_number=package.package_number, text=text, now=ctx.now)
     ctx.facts.setdefault("claims", {})[f"{kind.value}-{package.package_number}"] = claim.id
     proof = ("Photo proof is required for a damaged claim: ask the buyer for photos of the item, the box and its "
@@ -507,7 +601,8 @@ def open_parcel_claim(ctx: StepContext, kind: ClaimKind, order: McfOrder, shipme
         f"`kuroko claim {claim.id} --case-id <case id>`.\n\n---\n{claim.text}\n---"
     )
     what_note = f"claim-{kind.value}-{package.package_number}"
-    if _created and noted_before(ctx, marker(ctx.key, what_note)):
+    if (created or ctx.facts.get("rebuilt")) and noted_before(ctx, marker(ctx.key, what_note),
+                                                               before=ctx.item.created_at) is not None:
         # A claim note with no claim behind it: the ledger was lost (or is new). Whether the claim was
         # filed, and its case id, only Seller Central knows now: a person looks, never the robot on blind.
         write_note(ctx, f"{what_note}-rebuilt", (
@@ -520,12 +615,16 @@ def open_parcel_claim(ctx: StepContext, kind: ClaimKind, order: McfOrder, shipme
     write_note(ctx, what_note, body, hold=True)
 
 
-def noted_before(ctx: StepContext, tag: str) -> bool:
-    """Whether a robot note with ``tag`` is on the order's ticket or the follow-up ticket the robot
-    opened for this item (found by its external id, which a lost ledger does not take away)."""
+def noted_before(ctx: StepContext, tag: str, *, before: datetime | None = None) -> int | None:
+    """The ticket with a robot note carrying ``tag`` (written before ``before``, if given): the
+    order's ticket or the follow-up ticket the robot opened for this item (found by its external id,
+    which a lost ledger does not take away). None: no such note."""
     desk = ctx.use(HELPDESK)
     places = {ctx.ticket_id, ctx.item.handover_ticket_id, desk.ticket_by_external_id(handover_external_id(ctx.item))}
-    return any(tag in c.body for ticket in places if ticket is not None for c in desk.comments(ticket))
+    for ticket in sorted(t for t in places if t is not None):
+        if any(tag in c.body and (before is None or c.created_at < before) for c in desk.comments(ticket)):
+            return ticket
+    return None
 
 
 # --- what a person does ------------------------------------------------------------------------

@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from kuroko.ledger import WorkItem
     from pages.rakuten.order_page import RmsOrderView
     from services.fulfillment import McfOrder, McfShipment
+    from services.helpdesk import Helpdesk, TicketView
 
 NAME = "rakuten_sim_order"
 AFTERCARE = "mcf_aftercare"
@@ -206,6 +207,11 @@ def take_in(ctx: IntakeContext) -> None:
         except UnreadableTicket as exc:
             ctx.taken_in.append(hold_unreadable_ticket(ctx, ticket.id, exc))
             continue
+        if finished_before(helpdesk, ticket, mail.order_number):
+            ctx.ledger.add_ticket(ticket.id, None, "finished", ctx.now)
+            ctx.taken_in.append(f"{mail.order_number}: ticket {ticket.id} not taken in again (the robot finished "
+                                "the order before; a later note reopened the ticket for a person)")
+            continue
         by_order[mail.order_number].append(ticket)
         links.setdefault(mail.order_number, mail.purchase_history_url)
     for number, tickets in by_order.items():
@@ -230,6 +236,20 @@ def take_in(ctx: IntakeContext) -> None:
                 ctx.taken_in.append(merge_later_mails(ctx, item, [t.id for t in later]))
             except KurokoError as exc:
                 ctx.failed.append(f"{number}: {exc.message}")
+
+
+FINISHED_NOTES = ("completed", "in_stock")
+"""The notes that solve an order's ticket: the order is done."""
+
+
+def finished_before(helpdesk: Helpdesk, ticket: TicketView, number: str) -> bool:
+    """A ticket the ledger does not know that already carries the note finishing its order (the
+    ledger was lost or is new; an after-sales note or a person reopened the ticket since): it is
+    not the robot's to take in and solve again. A new mail (status new) is never read for this."""
+    if ticket.status == "new":
+        return False
+    tags = [marker(number, what) for what in FINISHED_NOTES]
+    return any(tag in c.body for c in helpdesk.comments(ticket.id) for tag in tags)
 
 
 def merge_later_mails(ctx: IntakeContext, item: WorkItem, sources: list[int]) -> str:
@@ -716,15 +736,24 @@ def ship(desk: DeskContext,
          carrier: Annotated[str, typer.Option(help="RMS shipping company (e.g. 日本郵便) or carrier code.")],
          tracking: Annotated[str, typer.Option(help="The parcel's tracking number.")]) -> str:
     """Give an office shipment its carrier and tracking number; the robot then sends the shipping mail."""
-    item = desk.item(order_number, NAME)
+    from services.fulfillment import seller_fulfillment_order_id
+
+    item = desk.ledger.find_item(order_number, NAME)
+    mcf_key = ""
+    if item is None:  # after a lost ledger only the after-sales item may know the order (its MCF order id)
+        with contextlib.suppress(ValueError):
+            mcf_key = seller_fulfillment_order_id(order_number)
+        if not mcf_key or desk.ledger.find_item(mcf_key, AFTERCARE) is None:
+            item = desk.item(order_number, NAME)  # says the ledger has no such order
     carriers = rules().carrier_map
     rms_carrier = carriers.get(carrier, carrier)
     if rms_carrier not in set(carriers.values()):
         raise KurokoError(f"unknown carrier {carrier!r}; use one of: {', '.join(sorted(set(carriers.values())))}")
     number = normalize_tracking_number(tracking)
     ship_date = desk.now.astimezone(ZoneInfo(desk.settings.timezone)).date().isoformat()
-    if item.facts.get("shipment") != "office":
-        after = desk.ledger.find_item(str(item.facts.get("mcf_id")), AFTERCARE) if item.facts.get("mcf_id") else None
+    if item is None or item.facts.get("shipment") != "office":
+        mcf_id = item.facts.get("mcf_id") if item is not None else mcf_key
+        after = desk.ledger.find_item(str(mcf_id), AFTERCARE) if mcf_id else None
         if after is None or not after.facts.get("office_units"):
             raise KurokoError(f"order {order_number} is not an office shipment (Amazon ships it).")
         # Units Amazon did not ship after all (mcf_aftercare): the office parcel goes on that item.

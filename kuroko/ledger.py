@@ -565,6 +565,13 @@ class Ledger:
                 query = query.where(AuditEvent.item_id == item_id)
             return list(s.scalars(query))
 
+    def last_audit_at(self, action: str) -> datetime | None:
+        """When the newest audit row with ``action`` and no item was written (a procedure's own
+        marker, e.g. when it last listed a system of record); None when this ledger has none."""
+        with self.session() as s:
+            return s.scalars(select(AuditEvent.at).where(AuditEvent.item_id.is_(None), AuditEvent.action == action)
+                             .order_by(AuditEvent.id.desc()).limit(1)).first()
+
     def count_by_state(self) -> dict[str, int]:
         with self.session() as s:
             rows = s.execute(select(WorkItem.state, func.count()).group_by(WorkItem.state))

@@ -249,6 +249,9 @@ class McfOrder(BaseModel):
     items: list[McfOrderItem] = Field(default_factory=list)
     returns: list[McfReturn] = Field(default_factory=list)
     return_authorizations: list[McfReturnAuthorization] = Field(default_factory=list)
+    ship_to: ReturnAddress | None = None
+    """destinationAddress as Amazon keeps it (name, addressLine1/2, stateOrRegion, postalCode, phone)."""
+    ship_to_phone: str | None = None
 
     def not_shipping(self) -> dict[str, int]:
         """Units per SKU Amazon will not ship: all unshipped units of an Unfulfillable/Invalid order,
@@ -258,6 +261,17 @@ class McfOrder(BaseModel):
         else:
             out = {i.seller_sku: min(i.not_shipping, i.quantity - i.shipped) for i in self.items}
         return {sku: n for sku, n in out.items() if n > 0}
+
+
+class McfOrderHeader(BaseModel):
+    """One MCF order as listAllFulfillmentOrders gives it (no shipments: read those with get_order)."""
+
+    seller_fulfillment_order_id: str
+    displayable_order_id: str
+    status: str
+    status_key: str
+    received_at: datetime | None
+    status_updated_at: datetime | None
 
 
 class TrackingEvent(BaseModel):
@@ -600,6 +614,11 @@ class Fulfillment(Protocol):
         """The carrier's events for one package (``found`` False when there are none yet)."""
         ...
 
+    def list_orders(self, since: datetime) -> list[McfOrderHeader]:
+        """Every MCF order whose status changed at or after ``since`` (listAllFulfillmentOrders,
+        every page), oldest received first."""
+        ...
+
     def return_reasons(self, seller_sku: str) -> list[ReturnReason]:
         """The reason codes Amazon offers for this SKU (they differ per SKU)."""
         ...
@@ -725,6 +744,27 @@ class AmazonFulfillment:
             return None
         return self._read_order(payload)
 
+    def list_orders(self, since: datetime) -> list[McfOrderHeader]:
+        start = since.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+        found: list[McfOrderHeader] = []
+        token: str | None = None
+        for _ in range(1000):  # pages of 50 (Amazon's size): far more than a shop's orders in weeks
+            params = {"nextToken": token} if token else {"queryStartDate": start}
+            response = self._call("listAllFulfillmentOrders", self._client.list_all_fulfillment_orders, **params)
+            payload = response.payload if isinstance(response.payload, dict) else {}
+            for header in payload.get("fulfillmentOrders") or []:
+                found.append(McfOrderHeader(
+                    seller_fulfillment_order_id=str(header["sellerFulfillmentOrderId"]),
+                    displayable_order_id=str(header.get("displayableOrderId") or ""),
+                    status=str(header.get("fulfillmentOrderStatus") or ""),
+                    status_key=normalized_status(header.get("fulfillmentOrderStatus")),
+                    received_at=_parse_time(header.get("receivedDate")),
+                    status_updated_at=_parse_time(header.get("statusUpdatedDate"))))
+            token = payload.get("nextToken") or None
+            if not token:
+                break
+        return found
+
     @staticmethod
     def _read_order(payload: dict[str, Any]) -> McfOrder:
         header = payload["fulfillmentOrder"]
@@ -795,6 +835,8 @@ class AmazonFulfillment:
             items=items,
             returns=[_read_return(r, skus) for r in payload.get("returnItems") or []],
             return_authorizations=[_read_authorization(a) for a in payload.get("returnAuthorizations") or []],
+            ship_to=_read_address(header["destinationAddress"]) if header.get("destinationAddress") else None,
+            ship_to_phone=(header.get("destinationAddress") or {}).get("phone") or None,
         )
 
     def tracking(self, package_number: int) -> TrackingInfo:

@@ -108,6 +108,11 @@ class Helpdesk(Protocol):
 
     def ticket(self, ticket_id: int) -> TicketView: ...
 
+    def tickets_with_note(self, tag: str) -> list[TicketView]:
+        """Tickets of any status (solved and closed too) carrying a comment with ``tag`` (a robot
+        note's marker), oldest first: how a robot whose ledger was lost finds its own tickets again."""
+        ...
+
     def unsolved_tickets(self) -> list[TicketView]:
         """Every unsolved ticket, oldest first (the router reads them)."""
         ...
@@ -400,6 +405,14 @@ class ZendeskHelpdesk:
             ):
                 mine.append(ticket)
         return mine
+
+    def tickets_with_note(self, tag: str) -> list[TicketView]:
+        phrase = tag.strip()
+        if not phrase or '"' in phrase:
+            raise ValueError(f"not a note marker: {tag!r}")
+        found = self._search_tickets(f"search the tickets noted {phrase}", f'type:ticket "{phrase}"')
+        # Zendesk's search is word-based; keep only tickets that really carry the marker.
+        return [t for t in found if any(phrase in c.body for c in self.comments(t.id))]
 
     def unsolved_tickets(self) -> list[TicketView]:
         found = self._search_tickets("search the unsolved tickets", f"type:ticket {UNSOLVED}")

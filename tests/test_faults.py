@@ -19,6 +19,7 @@ import pytest
 from conftest import Sandbox
 from robot import Robot, internal_notes, mcf_orders, primary_ticket, side_effects, tickets_of
 
+from bots import mcf_aftercare
 from bots import rakuten_sim_order as order_a
 from kuroko.clock import clock_from_url
 from kuroko.connections import Connections
@@ -236,6 +237,9 @@ def test_spapi_throttling_and_5xx_are_retried_and_ship_once(robot: Robot, sandbo
                                                             knobs: dict[str, Any], code: str) -> None:
     number = no_stock_order(sandbox)
     assert robot.connections.use(FULFILLMENT).get_order("RKT-000000-00000000-0000000000") is None  # holds a token now
+    # A new ledger lists Amazon's MCF orders at its first pass (the after-sales rebuild): this one did
+    # so today already, so the fault meets the order's own calls.
+    robot.ledger.audit(item_id=None, at=sandbox.now(), actor="robot", system="amazon", action=mcf_aftercare.LISTED)
     sandbox.fault("spapi", **knobs)
     robot.run_pass()
     order = robot.order(number)

@@ -63,6 +63,18 @@ def test_tickets_for_order_finds_both_mails_of_that_order_only(sandbox: Sandbox,
     assert desk.tickets_for_order("381234-20261120-0000000000") == []
 
 
+def test_tickets_with_note_finds_the_robots_note_on_a_solved_ticket_too(sandbox: Sandbox, desk: Helpdesk) -> None:
+    number = sandbox.place_order(["SIM-DATA-30D-20GB"])["order_number"]
+    other = sandbox.place_order(["SIM-DATA-90D-50GB"])["order_number"]
+    [mine] = desk.tickets_for_order(number)
+    [theirs] = desk.tickets_for_order(other)
+    tag = f"[kuroko:{number}:fulfillment]"
+    desk.add_internal_note(mine.id, f"FBA note\n\n{tag}", status="solved")
+    desk.add_internal_note(theirs.id, f"FBA note\n\n[kuroko:{other}:fulfillment]")
+    assert [t.id for t in desk.tickets_with_note(tag)] == [mine.id], "solved, and found by its own marker only"
+    assert desk.tickets_with_note(f"[kuroko:{number}:completed]") == []
+
+
 def test_internal_note_can_solve_tag_and_mention_in_one_update(sandbox: Sandbox, desk: Helpdesk) -> None:
     number = sandbox.place_order(["SIM-DATA-30D-20GB"])["order_number"]
     ticket = desk.tickets_for_order(number)[0]

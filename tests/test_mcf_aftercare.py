@@ -317,3 +317,21 @@ def test_killed_after_each_after_sales_side_effect_nothing_twice(robot: Robot, s
     notes = aftercare_notes(sandbox, number, mcf_id)
     assert len(notes) == 1 and "photo" in notes[0].lower()
     assert parcel(robot, mcf_id).state == "done"
+
+
+# --- a lost ledger: Amazon's list, read on a new ledger, then once a day ------------------------------
+def test_amazons_mcf_orders_are_listed_on_a_new_ledger_then_once_a_day(robot: Robot, sandbox: Sandbox) -> None:
+    """The after-sales rebuild (bots/mcf_aftercare.py rebuild_from_amazon) lists Amazon's MCF orders at
+    a new (or lost) ledger's first pass, then only when a day has passed: the passes between make no
+    listing call at all."""
+    def listed() -> int:
+        return sum(1 for e in robot.ledger.audit_trail() if e.action == mcf_aftercare.LISTED)
+
+    first = robot.run_pass()
+    assert listed() == 1 and first.counters.get("spapi_requests", 0) >= 1
+    sandbox.advance(hours=23)
+    later = robot.run_pass()
+    assert listed() == 1 and later.counters.get("spapi_requests", 0) == 0, later.counters
+    sandbox.advance(hours=1)
+    robot.run_pass()
+    assert listed() == 2
