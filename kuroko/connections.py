@@ -73,12 +73,12 @@ class Connections:
     """The connections of one run (``kuroko run``, a scheduled pass, a test's robot)."""
 
     def __init__(self, settings: Settings, *, headless: bool | None = None, slow_mo_ms: int | None = None,
-                 tracing: bool = True, given: dict[str, Any] | None = None) -> None:
+                 tracing: bool | None = None, given: dict[str, Any] | None = None) -> None:
         self.settings = settings
         self._headless = headless
         self._slow_mo_ms = slow_mo_ms
-        self._tracing = tracing
-        """Record Playwright traces (needed to keep one on failure; ``--trace off`` saves its cost)."""
+        self._tracing = settings.trace != "off" if tracing is None else tracing
+        """Record Playwright traces (needed to keep one on failure; off by default, see Settings.trace)."""
         self._open: dict[str, Any] = dict(given or {})
         """Opened connections by name; ``given`` puts in ready-made ones (tests)."""
         self._browser: Browser | None = None

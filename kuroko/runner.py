@@ -10,7 +10,7 @@ the outcome, go on while steps finish, give it back, claim the next, until none 
 - ``NotYet(until)``   → the item sleeps until then;
 - business rule       → handed to a person (internal note, tag, ticket Open — on a ticket the robot
                         opens when the item has none it can use), held until released;
-- application error   → screenshot and trace kept, browser contexts reset, retried by the step's
+- application error   → screenshot, page HTML and pages loaded kept (a trace too when KUROKO_TRACE asks), browser contexts reset, retried by the step's
                         RetryPolicy (a Retry-After the error carries wins); after the last attempt
                         handed to a person;
 - configuration error → the pass stops and the error goes up to the command, which says which
@@ -117,7 +117,7 @@ def release_command(item: WorkItem, ambiguous: bool = False) -> str:
 class Runner:
     def __init__(self, settings: Settings, ledger: Ledger, connections: Connections, clock: Clock, *,
                  procedures: Iterable[Procedure] | None = None, dry_run: bool = False,
-                 trace: str = "retain-on-failure", worker_id: str | None = None, listener: Listener | None = None,
+                 trace: str | None = None, worker_id: str | None = None, listener: Listener | None = None,
                  pause_on_error: bool = False) -> None:
         if procedures is None:
             from kuroko.registry import load_procedures
@@ -133,7 +133,8 @@ class Runner:
         self.connections = connections
         self.clock = clock
         self.dry_run = dry_run
-        self.trace = trace
+        self.trace = trace or settings.trace
+        """off | retain-on-failure | on (None: the KUROKO_TRACE setting)."""
         self.worker_id = worker_id or default_worker_id()
         self.listener = listener
         self.pause_on_error = pause_on_error

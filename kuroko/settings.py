@@ -8,7 +8,7 @@ Secrets are ``SecretStr``: they print as ``**********`` and reach a client only 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -78,6 +78,11 @@ class Settings(KurokoSettings):
     """Debian's chromium-headless-shell: the same engine without the browser's own UI, used for
     headless runs (about half the memory of a headless full Chromium). Absent: browser_path."""
     headless: bool = True
+    trace: Literal["off", "retain-on-failure", "on"] = "off"
+    """Playwright traces: none (a failed step keeps its screenshot, the page's HTML and the pages the
+    item loaded — what a person needs, at no cost to the steps that succeed), kept for a failed step
+    (``retain-on-failure``: every item is traced, which makes browser steps about a tenth slower), or
+    kept for every item (``on``). ``--trace`` on a command overrides it."""
     slow_mo_ms: int = 0
     navigation_timeout_ms: int = 15_000
     element_timeout_ms: int = 5_000

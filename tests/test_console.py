@@ -261,7 +261,9 @@ def test_a_seeded_day_read_by_a_viewer_and_acted_on_by_an_operator(desk: Desk, b
         shot = held.locator("img.shot").first
         expect(shot).to_be_visible()
         assert shot.evaluate("img => img.complete && img.naturalWidth > 100"), "the screenshot is shown inline"
-        expect(held.locator(".trace code").first).to_contain_text("playwright show-trace")
+        # No trace by default: the failed page's HTML and the pages the order loaded, to download.
+        expect(held.locator(".trace a", has_text="-rakuten.html").first).to_be_visible()
+        expect(held.locator(".trace a", has_text="-pages.txt").first).to_be_visible()
         expect(card(page, office)).to_be_visible()
         assert page.locator("form.release, form.command, button.act").count() == 0, "no buttons for a viewer"
         both_languages(desk, page, "waiting")

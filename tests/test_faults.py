@@ -103,7 +103,7 @@ def assert_held_with_evidence(robot: Robot, sandbox: Sandbox, number: str, *, co
         for row in failed:
             paths = [Path(p) for p in row.evidence]
             assert any(p.suffix == ".png" for p in paths), f"attempt {row.attempt} kept no screenshot"
-            assert any(p.name.endswith("-trace.zip") for p in paths), f"attempt {row.attempt} kept no trace"
+            assert any(p.name.endswith("-pages.txt") for p in paths), f"attempt {row.attempt} kept no page list"
             assert all(p.is_file() and p.stat().st_size > 0 for p in paths)
     ticket = primary_ticket(sandbox, number)
     notes = hold_notes(sandbox, number)
@@ -298,8 +298,9 @@ def test_slow_pages_beyond_the_timeout_are_retried_and_slow_within_it_succeed(
     assert order.state == "active" and order.step == step and order.attempt == 1
     (failed,) = errors(robot, number)
     assert failed.error_type == "SiteUnavailable" and "did not load in time" in (failed.error_message or "")
-    # A page still loading cannot be photographed; the trace shows the wait.
-    assert any(p.endswith(f"-{site}-trace.zip") and Path(p).is_file() for p in failed.evidence), failed.evidence
+    # A page still loading cannot be photographed; the list of pages the order loaded shows which one it was.
+    listed = [Path(p) for p in failed.evidence if p.endswith("-pages.txt")]
+    assert listed and f" {site} GET " in listed[0].read_text(encoding="utf-8"), failed.evidence
     assert side_effects(sandbox) == []
 
     sandbox.fault(system, latency_ms=500)  # slow, but within the timeout

@@ -122,7 +122,7 @@ def test_a_failing_step_leaves_trace_and_screenshot_in_show_and_report(sandbox: 
     number = sandbox.place_order([DATA_SIM])["order_number"]
     sandbox.advance(minutes=31)
     sandbox.fault("rms", hide_elements=["confirm_button"])
-    result = kuroko("run", "--once")
+    result = kuroko("run", "--once", "--trace", "retain-on-failure")
     assert result.returncode == 0, result.stderr
     evidence = sorted(p for p in (settings_env / "evidence").rglob("*") if p.is_file())
     assert any(p.suffix == ".png" for p in evidence), evidence

@@ -234,7 +234,7 @@ PROCEDURE_A_DAY = ["rakuten_sim_order", "mcf_aftercare", "amazon_claims", "buyer
 """The procedures of the Rakuten order and its after-sales: the browser has BOSS and RMS open."""
 
 
-def run_bench(console: Console, *, orders: int, seed: int, data_dir: Path, trace: str = "retain-on-failure",
+def run_bench(console: Console, *, orders: int, seed: int, data_dir: Path, trace: str | None = None,
               procedures: list[str] | None = PROCEDURE_A_DAY, floor_orders: int = 0) -> dict[str, Any]:
     import shutil
 
@@ -259,6 +259,7 @@ def run_bench(console: Console, *, orders: int, seed: int, data_dir: Path, trace
         sandbox_pid = sandbox.proc.pid if sandbox.proc else None
         passes: list[dict[str, Any]] = []
         started = time.perf_counter()
+        trace = trace or settings.trace
         connections = Connections(settings, tracing=trace != "off")
         progress: PassProgress | PlainProgress = (PassProgress(console) if console.is_terminal
                                                   else PlainProgress(console))
@@ -464,7 +465,8 @@ def main() -> None:
     parser.add_argument("--robots-orders", type=int, default=30,
                         help="the day worked by 1 and by 2 robots on PostgreSQL (0: skip)")
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--trace", default="retain-on-failure", choices=("retain-on-failure", "on", "off"))
+    parser.add_argument("--trace", default=None, choices=("retain-on-failure", "on", "off"),
+                        help="Playwright traces (default: KUROKO_TRACE, off)")
     parser.add_argument("--data-dir", type=Path, default=Path("data/bench"))
     args = parser.parse_args()
     console = Console()

@@ -94,7 +94,7 @@ def load_procedures_or_fail(names: list[str] | None = None) -> list[Any]:
 
 
 def make_runner(settings: Settings, *, procedures: list[str] | None = None, dry_run: bool = False,
-                headed: bool = False, slow_mo: int = 0, trace: str = "retain-on-failure", listener: Any = None,
+                headed: bool = False, slow_mo: int = 0, trace: str | None = None, listener: Any = None,
                 pause_on_error: bool = False, persistent_dry_run: bool = False) -> Any:
     from kuroko.connections import Connections
     from kuroko.logs import setup_logging
@@ -103,6 +103,7 @@ def make_runner(settings: Settings, *, procedures: list[str] | None = None, dry_
     chosen = load_procedures_or_fail(procedures)
     setup_logging(settings, console=listener is None)
     ledger = open_ledger(settings, dry_run=dry_run and persistent_dry_run)
+    trace = trace or settings.trace
     if trace not in ("retain-on-failure", "on", "off"):
         fail(f"--trace {trace!r}: use retain-on-failure, on or off")
     if pause_on_error and not headed:
@@ -140,7 +141,8 @@ def run(once: Annotated[bool, typer.Option("--once", help="One pass over the due
         procedure: ProceduresOpt = None, dry_run: PersistentDryRunOpt = False, headed: HeadedOpt = False,
         slow_mo: SlowMoOpt = 0, pause_on_error: PauseOpt = False,
         interval: Annotated[float, typer.Option(help="Seconds between passes (without --once).")] = 60,
-        trace: Annotated[str, typer.Option(help="retain-on-failure | on | off")] = "retain-on-failure") -> None:
+        trace: Annotated[str | None, typer.Option(
+            help="off | retain-on-failure | on (default: KUROKO_TRACE, off)")] = None) -> None:
     """Take in new work and run every due item of every procedure (once, or polling until Ctrl+C)."""
     from kuroko.ops.progress import PassProgress
 
