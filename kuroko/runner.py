@@ -10,8 +10,9 @@ the outcome, go on while steps finish, give it back, claim the next, until none 
 - ``NotYet(until)``   → the item sleeps until then;
 - business rule       → handed to a person (internal note, tag, ticket Open — on a ticket the robot
                         opens when the item has none it can use), held until released;
-- application error   → screenshot, page HTML and pages loaded kept (a trace too when KUROKO_TRACE asks), browser contexts reset, retried by the step's
-                        RetryPolicy (a Retry-After the error carries wins); after the last attempt
+- application error   → screenshot, page HTML and pages loaded kept (a trace too when KUROKO_TRACE
+                        asks), browser contexts reset, retried by the step's RetryPolicy (a
+                        Retry-After the error carries wins); after the last attempt
                         handed to a person;
 - configuration error → the pass stops and the error goes up to the command, which says which
                         setting to fix; no item is held for it.
