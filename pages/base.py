@@ -194,6 +194,8 @@ class Site:
                 raise SessionExpired(f"{self.name}: still on the login page after logging in; check the "
                                      f"KUROKO_{self.setting.upper()}_USER / _PASSWORD settings")
             self.login()
+            if self.page.url == target:  # the login went on to the page asked for (``?next=``): loaded
+                return
         raise AssertionError("unreachable")
 
     def login(self) -> None:
