@@ -121,10 +121,10 @@ class Browser:
 
             context.on("request", count)
             if self.tracing:
-                # DOM snapshots of every action, no filmstrip: the screencast behind a trace's
-                # screenshots cost Chromium and the driver time and memory on every page, and a
-                # failure gets a real screenshot of its own (Connections.capture).
-                context.tracing.start(screenshots=False, snapshots=False, sources=False)
+                # Asked for (KUROKO_TRACE, --trace): DOM snapshots of every action, no filmstrip —
+                # the screencast behind a trace's screenshots costs Chromium and the driver time and
+                # memory on every page, and a failure gets a real screenshot of its own.
+                context.tracing.start(screenshots=False, snapshots=True, sources=False)
             self._contexts[site] = context
         return self._contexts[site]
 
