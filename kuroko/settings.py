@@ -81,7 +81,7 @@ class Settings(KurokoSettings):
     trace: Literal["off", "retain-on-failure", "on"] = "off"
     """Playwright traces: none (a failed step keeps its screenshot, the page's HTML and the pages the
     item loaded — what a person needs, at no cost to the steps that succeed), kept for a failed step
-    (``retain-on-failure``: every item is traced, which makes browser steps about a tenth slower), or
+    (``retain-on-failure``: every item is traced, which makes browser steps up to a quarter slower), or
     kept for every item (``on``). ``--trace`` on a command overrides it."""
     slow_mo_ms: int = 0
     navigation_timeout_ms: int = 15_000
