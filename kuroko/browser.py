@@ -82,8 +82,9 @@ class Browser:
         path = self.executable()
         if not path.exists():
             raise ConfigurationError(
-                f"No Chromium at {path}. Install Debian's chromium (`make install` does) or set "
-                "KUROKO_BROWSER_PATH to a Chromium executable."
+                f"No Chromium at {path}. Install Debian's chromium and chromium-headless-shell (`make install` "
+                "does) or set KUROKO_BROWSER_PATH to a Chromium executable (headless runs use "
+                "KUROKO_HEADLESS_SHELL_PATH instead when it exists)."
             )
         self._playwright = sync_playwright().start()
         self._browser = self._playwright.chromium.launch(

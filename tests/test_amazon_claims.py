@@ -32,6 +32,7 @@ from kuroko.ledger import (
     record_claim_case,
     update_claim,
 )
+from kuroko.settings import reload_settings
 from sandbox.amazon.case_mail import CLAIMS_ADDRESS, REGISTERED_SENDER
 from sandbox.process import SandboxAdmin
 
@@ -192,6 +193,7 @@ def test_amazon_asks_for_more_a_person_gets_the_request_and_the_deadline_reminde
 def test_silence_after_filing_asks_a_person_to_nudge_every_4_days_then_flags_it_stalled(
         robot: Robot, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KUROKO_CLAIMS_NUDGES", "2")
+    reload_settings()  # the claims rules may have been read already in this process (an earlier test)
     lost, order_ticket = new_claim(robot)
     file_case(robot, lost, answer="silent")
 

@@ -24,7 +24,8 @@ def test_a_missing_chromium_stops_the_run_and_holds_nothing(sandbox: Sandbox, se
                                                             command: list[str]) -> None:
     number = sandbox.place_order([DATA_SIM])["order_number"]
     sandbox.advance(minutes=31)  # due for BOSS: the browser is needed
-    env = {**os.environ, "KUROKO_BROWSER_PATH": str(tmp_path / "no-chromium"), "COLUMNS": "300"}
+    env = {**os.environ, "KUROKO_BROWSER_PATH": str(tmp_path / "no-chromium"),
+           "KUROKO_HEADLESS_SHELL_PATH": str(tmp_path / "no-headless-shell"), "COLUMNS": "300"}
     result = subprocess.run([sys.executable, "-m", "kuroko.ops.cli", *command], cwd=ROOT, capture_output=True,
                             text=True, env=env, timeout=300)
     assert result.returncode != 0, result.stdout
@@ -36,3 +37,16 @@ def test_a_missing_chromium_stops_the_run_and_holds_nothing(sandbox: Sandbox, se
     finally:
         ledger.close()
     assert internal_notes(primary_ticket(sandbox, number)) == [], "nothing about a robot setting in Zendesk"
+
+
+def test_headless_runs_use_the_headless_shell_and_a_visible_browser_the_full_chromium(tmp_path: Path) -> None:
+    from kuroko.browser import Browser
+    from kuroko.settings import Settings
+
+    shell = tmp_path / "chromium-headless-shell"
+    shell.touch()
+    settings = Settings(data_dir=tmp_path, headless_shell_path=shell)
+    assert Browser(settings, headless=True).executable() == shell
+    assert Browser(settings, headless=False).executable() == settings.browser_path
+    without = Settings(data_dir=tmp_path, headless_shell_path=tmp_path / "not-installed")
+    assert Browser(without, headless=True).executable() == without.browser_path
