@@ -170,8 +170,16 @@ class Connections:
         self._browser.page(self._browser.last_site).pause()
 
     def begin_item(self) -> None:
-        """Start a fresh trace chunk and page list for the next item (earlier actions are discarded)."""
+        """Between two items: a fresh page for a site whose page loaded many documents (the
+        connections working that site drop their page objects), each page's garbage freed, a fresh
+        trace chunk and page list (earlier actions are discarded)."""
         if self._browser is not None:
+            recycled = set(self._browser.recycle_pages())
+            for name, opened in self._open.items():
+                declared = REGISTRY.get(name)
+                reset = getattr(opened, "reset", None)
+                if declared is not None and recycled & set(declared.sites) and callable(reset):
+                    reset()
             self._browser.pages_visited.clear()
             self._browser.collect_garbage()
             for name in self._browser.sites():
