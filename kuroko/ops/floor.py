@@ -37,8 +37,6 @@ class FloorOrder:
     ticket_id: int
     seconds: float = 0.0
     page_loads: Counter[str] = field(default_factory=Counter)
-    zendesk_requests: int = 0
-    spapi_requests: int = 0
 
 
 class Floor:
@@ -209,6 +207,8 @@ class Floor:
 
 def run_floor(admin: SandboxAdmin, settings: Settings, *, orders: int = 8) -> dict[str, Any]:
     """Place ``orders`` MCF orders in the sandbox and take each through its three moments."""
+    from kuroko.ops.bench import percentile
+
     zone = ZoneInfo(settings.timezone)
     admin.set_stock(rsl={FLOOR_SKU: 0}, fba={FLOOR_SKU: 10_000})
     placed = [admin.place_order({FLOOR_SKU: 1})["order_number"] for _ in range(orders)]
@@ -247,7 +247,7 @@ def run_floor(admin: SandboxAdmin, settings: Settings, *, orders: int = 8) -> di
     return {
         "orders": len(work),
         "median_s": round(statistics.median(seconds), 3),
-        "p95_s": round(sorted(seconds)[min(len(seconds) - 1, round(0.95 * (len(seconds) - 1)))], 3),
+        "p95_s": round(percentile(seconds, 0.95), 3),
         "boss_page_loads": round(statistics.fmean(o.page_loads["boss"] for o in work), 1),
         "rms_page_loads": round(statistics.fmean(o.page_loads["rakuten"] for o in work), 1),
         "zendesk_requests": round((after.get("zendesk", 0) - before.get("zendesk", 0)) / len(work), 1),
