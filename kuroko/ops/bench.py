@@ -468,6 +468,7 @@ def main() -> None:
     parser.add_argument("--trace", default=None, choices=("retain-on-failure", "on", "off"),
                         help="Playwright traces (default: KUROKO_TRACE, off)")
     parser.add_argument("--data-dir", type=Path, default=Path("data/bench"))
+    parser.add_argument("--out", type=Path, default=RESULTS / "bench.json", help="where the figures are written")
     args = parser.parse_args()
     console = Console()
     results: dict[str, Any] = {}
@@ -499,9 +500,9 @@ def main() -> None:
         print_result(console, results["full"])
     print_memory_summary(console, results)
     results["bench_seconds"] = round(time.perf_counter() - started, 1)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "bench.json").write_text(json.dumps(results, indent=2, ensure_ascii=False))
-    console.print(f"The bench took {results['bench_seconds']:.0f} s. Written: {RESULTS / 'bench.json'}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2, ensure_ascii=False))
+    console.print(f"The bench took {results['bench_seconds']:.0f} s. Written: {args.out}")
 
 
 def print_memory_summary(console: Console, results: dict[str, Any]) -> None:
