@@ -401,31 +401,3 @@ def test_page_objects_use_exactly_the_keys_in_the_file(boss: Boss, sandbox: Sand
     assert used - keys == set(), f"page objects use keys missing from selectors/boss.yaml: {used - keys}"
     assert keys - used == set(), f"selectors/boss.yaml has keys no page object uses: {keys - used}"
 
-
-def test_a_page_that_loaded_many_documents_is_replaced_between_items_and_boss_still_works(
-        sandbox: Sandbox, settings_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Memory stays flat over a long day: a site's page is swapped for a fresh one (same login)
-    between two items once it loaded KUROKO_PAGE_LOADS_PER_PAGE documents."""
-    from kuroko.connections import Connections
-    from kuroko.settings import get_settings, reload_settings
-    from pages.boss.connection import BOSS
-
-    monkeypatch.setenv("KUROKO_PAGE_LOADS_PER_PAGE", "4")
-    reload_settings()
-    number = sandbox.place_order(["SIM-DATA-30D-20GB"])["order_number"]
-    connections = Connections(get_settings())
-    try:
-        boss = connections.use(BOSS)
-        assert number in boss.listing().orders  # signing in and reading the list: four loads or more
-        first = connections.browser.page("boss")
-        connections.begin_item()
-        assert first.is_closed(), "the page that loaded four documents was replaced"
-        loads = connections.page_loads("boss")
-        view = boss.detail.open(number)
-        assert view.order_number == number and connections.page_loads("boss") == loads + 1, "no second login"
-        fresh = connections.browser.page("boss")
-        assert fresh is not first
-        connections.begin_item()
-        assert not fresh.is_closed(), "a page with fewer loads is kept"
-    finally:
-        connections.close()

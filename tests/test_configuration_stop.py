@@ -38,15 +38,3 @@ def test_a_missing_chromium_stops_the_run_and_holds_nothing(sandbox: Sandbox, se
         ledger.close()
     assert internal_notes(primary_ticket(sandbox, number)) == [], "nothing about a robot setting in Zendesk"
 
-
-def test_headless_runs_use_the_headless_shell_and_a_visible_browser_the_full_chromium(tmp_path: Path) -> None:
-    from kuroko.browser import Browser
-    from kuroko.settings import Settings
-
-    shell = tmp_path / "chromium-headless-shell"
-    shell.touch()
-    settings = Settings(data_dir=tmp_path, headless_shell_path=shell)
-    assert Browser(settings, headless=True).executable() == shell
-    assert Browser(settings, headless=False).executable() == settings.browser_path
-    without = Settings(data_dir=tmp_path, headless_shell_path=tmp_path / "not-installed")
-    assert Browser(without, headless=True).executable() == without.browser_path

@@ -1,0 +1,54 @@
+"""The browser as the robot runs it (kuroko/browser.py): which Chromium a run starts, and a site's
+page replaced between items after many page loads so that memory stays flat over a long day.
+
+Not in test_boss.py: its module keeps a browser of its own open, and Playwright's sync API allows
+one per thread."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import Sandbox
+
+
+def test_headless_runs_use_the_headless_shell_and_a_visible_browser_the_full_chromium(tmp_path: Path) -> None:
+    from kuroko.browser import Browser
+    from kuroko.settings import Settings
+
+    shell = tmp_path / "chromium-headless-shell"
+    shell.touch()
+    settings = Settings(data_dir=tmp_path, headless_shell_path=shell)
+    assert Browser(settings, headless=True).executable() == shell
+    assert Browser(settings, headless=False).executable() == settings.browser_path
+    without = Settings(data_dir=tmp_path, headless_shell_path=tmp_path / "not-installed")
+    assert Browser(without, headless=True).executable() == without.browser_path
+
+
+def test_a_page_that_loaded_many_documents_is_replaced_between_items_and_boss_still_works(
+        sandbox: Sandbox, settings_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Memory stays flat over a long day: a site's page is swapped for a fresh one (same login)
+    between two items once it loaded KUROKO_PAGE_LOADS_PER_PAGE documents."""
+    from kuroko.connections import Connections
+    from kuroko.settings import get_settings, reload_settings
+    from pages.boss.connection import BOSS
+
+    monkeypatch.setenv("KUROKO_PAGE_LOADS_PER_PAGE", "4")
+    reload_settings()
+    number = sandbox.place_order(["SIM-DATA-30D-20GB"])["order_number"]
+    connections = Connections(get_settings())
+    try:
+        boss = connections.use(BOSS)
+        assert number in boss.listing().orders  # signing in and reading the list: four loads or more
+        first = connections.browser.page("boss")
+        connections.begin_item()
+        assert first.is_closed(), "the page that loaded four documents was replaced"
+        loads = connections.page_loads("boss")
+        view = boss.detail.open(number)
+        assert view.order_number == number and connections.page_loads("boss") == loads + 1, "no second login"
+        fresh = connections.browser.page("boss")
+        assert fresh is not first
+        connections.begin_item()
+        assert not fresh.is_closed(), "a page with fewer loads is kept"
+    finally:
+        connections.close()
