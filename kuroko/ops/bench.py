@@ -297,7 +297,6 @@ def run_bench(console: Console, *, orders: int, seed: int, data_dir: Path, trace
             "orders": orders,
             "seed": seed,
             "wall_seconds": round(total, 1),
-            "peak_memory_mib": round(memory.peak_kib / 1024, 1),
             "memory": memory_figures(memory),
             "passes": passes,
             "paths": summarize(ledger.items()),
@@ -320,13 +319,16 @@ def run_bench(console: Console, *, orders: int, seed: int, data_dir: Path, trace
             from kuroko.ops.floor import run_floor
 
             console.print(f"  the floor: {floor_orders} MCF orders by a bare script …")
-            result["floor"] = run_floor(admin, settings, orders=floor_orders)
+            floor = run_floor(admin, settings, orders=floor_orders)
+            robot_median = result["paths"].get("mcf", {}).get("median_s", 0.0)
+            floor["robot_over_floor"] = round(robot_median / floor["median_s"], 2) if floor["median_s"] else 0.0
+            result["floor"] = floor
     return result
 
 
 def print_result(console: Console, result: dict[str, Any]) -> None:
     table = Table(title=f"{result['orders']} orders in {result['wall_seconds']} s; peak memory (robot + Chromium) "
-                        f"{result['peak_memory_mib']} MiB")
+                        f"{result['memory']['peak_mib']} MiB")
     for col in ("path", "orders", "completed", "median s/order", "p95 s/order", "BOSS loads", "RMS loads",
                 "Zendesk req", "SP-API req"):
         table.add_column(col, justify="right" if col != "path" else "left")
@@ -440,9 +442,8 @@ def print_robots(console: Console, runs: list[dict[str, Any]]) -> None:
 
 def print_floor(console: Console, day: dict[str, Any], floor: dict[str, Any]) -> None:
     robot = day["paths"].get("mcf", {})
-    ratio = robot.get("median_s", 0) / floor["median_s"] if floor["median_s"] else 0.0
     table = Table(title=f"An MCF order: the robot against the floor (a bare script, same run): "
-                        f"{ratio:.2f}× the floor's median")
+                        f"{floor['robot_over_floor']:.2f}× the floor's median")
     for col in ("", "orders", "median s", "p95 s", "BOSS loads", "RMS loads", "Zendesk req", "SP-API req"):
         table.add_column(col, justify="right" if col else "left")
     for name, row in (("robot", robot), ("floor", floor)):
@@ -450,7 +451,6 @@ def print_floor(console: Console, day: dict[str, Any], floor: dict[str, Any]) ->
                       f"{row.get('boss_page_loads', 0):.1f}", f"{row.get('rms_page_loads', 0):.1f}",
                       f"{row.get('zendesk_requests', 0):.1f}", f"{row.get('spapi_requests', 0):.1f}")
     console.print(table)
-    floor["robot_over_floor"] = round(ratio, 2)
 
 
 def main() -> None:
