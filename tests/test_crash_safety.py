@@ -84,6 +84,12 @@ class Day:
         self.env["KUROKO_DATA_DIR"] = str(self.data_dir)
         self.settings = Settings(data_dir=self.data_dir, clock_url=self.sandbox.robot_env()["KUROKO_CLOCK_URL"])
 
+    def use_ledger(self, url: str) -> str:
+        """Work the rest of the day on the ledger at ``url`` (e.g. a PostgreSQL database)."""
+        self.env["KUROKO_LEDGER_URL"] = url
+        self.settings = Settings(data_dir=self.data_dir, clock_url=self.settings.clock_url, ledger_url=url)
+        return url
+
     # --- one run ---------------------------------------------------------------------------
     def run(self, *, crash_after: int | None = None, kill_after: float | None = None) -> Run:
         """One `kuroko run --once`; ``crash_after``: the hook kills it after that many side
@@ -444,14 +450,42 @@ def test_ledger_lost_mid_day_the_robot_rebuilds_from_the_systems_of_record(sandb
     through the MCF orders. The next runs start from an empty ledger: they take the open tickets in
     again and rebuild each order from RMS, BOSS, Zendesk (the robot's own note markers) and Amazon
     (its MCF order) — no order held for 'deleted in BOSS by someone else', nothing done twice."""
-    sandbox.reset(seed=20261202, scenario="day", orders=8)
     day = Day(sandbox, tmp_path)
+
+    def delete_the_file() -> None:
+        for part in day.data_dir.glob("ledger.sqlite*"):
+            part.unlink()
+
+    lose_the_ledger_mid_day(day, delete_the_file)
+
+
+def test_ledger_lost_as_a_new_empty_postgresql_database_the_robot_rebuilds(
+        sandbox: Sandbox, tmp_path: Path, postgres: Any) -> None:
+    """Issue 15, item 7, the other way to lose it: the robots' PostgreSQL database is replaced by a
+    new, empty one mid-day (a restore gone wrong, a new server). The next run makes the schema
+    itself and rebuilds the orders in flight from the systems of record, nothing done twice."""
+    day = Day(sandbox, tmp_path)
+    lost_url = day.use_ledger(postgres.new_database())
+    lose_the_ledger_mid_day(day, lambda: day.use_ledger(postgres.new_database()))
+    assert day.settings.ledger_database_url() != lost_url
+    old = Ledger(lost_url)
+    try:  # the lost database did hold the morning's work: the rebuild did not just find it there
+        assert old.items(), "the first database held nothing when it was replaced"
+    finally:
+        old.close()
+
+
+def lose_the_ledger_mid_day(day: Day, lose: Any) -> None:
+    """The morning's run is killed after its 10th side effect (a few orders through BOSS, one
+    stopped half-way), then ``lose()`` takes the ledger away; the day goes on from nothing."""
+    sandbox = day.sandbox
+    sandbox.reset(seed=20261202, scenario="day", orders=8)
     deleted_before_loss: set[str] = set()
     finished: set[str] = set()
 
     def at_each_moment() -> None:
         if day.moment == TIMELINE[0][0]:  # the morning's older orders go to MCF at once
-            killed = day.run(crash_after=10)  # a few orders through BOSS, one stopped half-way
+            killed = day.run(crash_after=10)
             assert killed.kill_point is not None, "the morning has fewer side effects than the test assumes"
             deleted_before_loss.update(order_of(e) or "" for e in sandbox.audit() if e["action"] == "order_deleted")
             ledger = Ledger(day.settings.ledger_database_url())
@@ -461,8 +495,7 @@ def test_ledger_lost_mid_day_the_robot_rebuilds_from_the_systems_of_record(sandb
                                 if t["status"] in ("solved", "closed"))
             finally:
                 ledger.close()
-            for part in day.data_dir.glob("ledger.sqlite*"):
-                part.unlink()
+            lose()
         day.run()
 
     day.work(at_each_moment)
