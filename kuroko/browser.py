@@ -78,6 +78,7 @@ class Browser:
         self._sessions: dict[str, CDPSession] = {}
         self._loads_when_tidied: Counter[str] = Counter()
         self._loads_when_opened: Counter[str] = Counter()
+        self._loads_when_started = 0
         self.last_site: str | None = None
         """The site whose page was asked for last (the one to photograph when a step fails)."""
 
@@ -112,6 +113,7 @@ class Browser:
             executable_path=str(path), headless=self.headless, slow_mo=self.slow_mo_ms or None,
             args=CHROMIUM_FLAGS,
         )
+        self._loads_when_started = sum(self.page_loads.values())
 
     def close(self) -> None:
         for site in list(self._contexts):
@@ -182,6 +184,18 @@ class Browser:
                 page.close()
             recycled.append(site)
         return recycled
+
+    def restart_if_worn(self) -> list[str]:
+        """Close the browser and its driver and start them again once they have loaded
+        ``page_loads_per_browser`` documents; returns the sites whose contexts went (each comes back
+        from its saved login on next use). Between work items only, as ``recycle_pages``."""
+        if self._browser is None or sum(self.page_loads.values()) - self._loads_when_started < \
+                self.settings.page_loads_per_browser:
+            return []
+        sites = list(self._contexts)
+        self.close()
+        self.start()
+        return sites
 
     def collect_garbage(self) -> None:
         """Have each page that loaded something since the last call free its garbage now.

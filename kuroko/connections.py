@@ -170,11 +170,11 @@ class Connections:
         self._browser.page(self._browser.last_site).pause()
 
     def begin_item(self) -> None:
-        """Between two items: a fresh page for a site whose page loaded many documents (the
-        connections working that site drop their page objects), each page's garbage freed, a fresh
-        trace chunk and page list (earlier actions are discarded)."""
+        """Between two items: a fresh browser once it loaded many documents, a fresh page for a site
+        whose page loaded many (the connections working those sites drop their page objects), each
+        page's garbage freed, a fresh trace chunk and page list (earlier actions are discarded)."""
         if self._browser is not None:
-            recycled = set(self._browser.recycle_pages())
+            recycled = set(self._browser.restart_if_worn()) | set(self._browser.recycle_pages())
             for name, opened in self._open.items():
                 declared = REGISTRY.get(name)
                 reset = getattr(opened, "reset", None)

@@ -52,3 +52,35 @@ def test_a_page_that_loaded_many_documents_is_replaced_between_items_and_boss_st
         assert not fresh.is_closed(), "a page with fewer loads is kept"
     finally:
         connections.close()
+
+
+def test_a_browser_that_loaded_many_documents_is_started_afresh_between_items_with_its_logins(
+        sandbox: Sandbox, settings_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Over a long pass the driver and Chromium's own processes grow even with fresh pages: after
+    KUROKO_PAGE_LOADS_PER_BROWSER documents the browser and its driver are started again between two
+    items, and the sites come back signed in from their saved logins."""
+    from kuroko.connections import Connections
+    from kuroko.settings import get_settings, reload_settings
+    from pages.boss.connection import BOSS
+
+    monkeypatch.setenv("KUROKO_PAGE_LOADS_PER_BROWSER", "4")
+    reload_settings()
+    number = sandbox.place_order(["SIM-DATA-30D-20GB"])["order_number"]
+    connections = Connections(get_settings())
+    try:
+        boss = connections.use(BOSS)
+        assert number in boss.listing().orders
+        worn = connections.browser._browser
+        assert worn is not None and worn.is_connected()
+        connections.begin_item()
+        assert not worn.is_connected(), "the browser that loaded four documents was closed"
+        loads = connections.page_loads("boss")
+        view = boss.detail.open(number)
+        assert view.order_number == number
+        assert connections.page_loads("boss") == loads + 1, "signed in from the saved login: no second login"
+        fresh = connections.browser._browser
+        assert fresh is not None and fresh is not worn and fresh.is_connected()
+        connections.begin_item()
+        assert fresh.is_connected(), "a browser that loaded fewer documents since its start is kept"
+    finally:
+        connections.close()

@@ -234,8 +234,67 @@ PROCEDURE_A_DAY = ["rakuten_sim_order", "mcf_aftercare", "amazon_claims", "buyer
 """The procedures of the Rakuten order and its after-sales: the browser has BOSS and RMS open."""
 
 
+class PythonGrowth:
+    """What the robot's own Python holds after each pass, from tracemalloc (``--tracemalloc``): the
+    traced memory, the pass's high-water mark, and the call sites that grew most since the first pass.
+    tracemalloc slows Python down: its runs say where memory goes, not how fast the robot is."""
+
+    def __init__(self, console: Console, frames: int = 8, top: int = 12) -> None:
+        import tracemalloc
+
+        self.console, self.top, self.tracemalloc = console, top, tracemalloc
+        self.passes: list[dict[str, Any]] = []
+        tracemalloc.start(frames)
+        self.first = self._snapshot()
+
+    def _snapshot(self) -> Any:
+        tm = self.tracemalloc
+        return tm.take_snapshot().filter_traces([tm.Filter(False, tm.__file__)])
+
+    def listener(self, event: str, data: dict[str, Any]) -> None:
+        """At the start of each pass's items (after the intake, the due list and the per-pass reads):
+        what the pass holds then, the largest call sites first."""
+        if event != "pass_started":
+            return
+        now, peak = self.tracemalloc.get_traced_memory()
+        snapshot = self._snapshot()
+        self.console.print(f"    Python (tracemalloc) after the intake: {_mib(now // 1024)} MiB held, "
+                           f"{_mib(peak // 1024)} MiB at its peak")
+        for stat in snapshot.compare_to(self.first, "traceback")[:self.top]:
+            self.console.print("      " + self._line(stat))
+
+    @staticmethod
+    def _line(stat: Any) -> str:
+        frames = [f"{f.filename.rsplit('site-packages/', 1)[-1]}:{f.lineno}" for f in stat.traceback]
+        return f"{stat.size_diff / 1024:+.0f} KiB ({stat.count_diff:+d} blocks) " + " < ".join(frames)
+
+    def mark(self, label: str) -> None:
+        tm = self.tracemalloc
+        now, peak = tm.get_traced_memory()
+        tm.reset_peak()
+        grown = [self._line(stat) for stat in self._snapshot().compare_to(self.first, "traceback")[:self.top]]
+        self.passes.append({"pass": label, "traced_mib": _mib(now // 1024), "pass_peak_mib": _mib(peak // 1024),
+                            "grown_since_first_pass": grown})
+        self.console.print(f"    Python (tracemalloc): {_mib(now // 1024)} MiB held, {_mib(peak // 1024)} MiB at the "
+                           "pass's peak")
+        for line in grown:
+            self.console.print(f"      {line}")
+
+    def stop(self) -> None:
+        self.tracemalloc.stop()
+
+
+def both(first: Any, second: Any) -> Any:
+    """One progress listener that tells two."""
+    def tell(event: str, data: dict[str, Any]) -> None:
+        first(event, data)
+        second(event, data)
+    return tell
+
+
 def run_bench(console: Console, *, orders: int, seed: int, data_dir: Path, trace: str | None = None,
-              procedures: list[str] | None = PROCEDURE_A_DAY, floor_orders: int = 0) -> dict[str, Any]:
+              procedures: list[str] | None = PROCEDURE_A_DAY, floor_orders: int = 0,
+              python_growth: bool = False) -> dict[str, Any]:
     import shutil
 
     from kuroko.clock import clock_from_url
@@ -260,31 +319,41 @@ def run_bench(console: Console, *, orders: int, seed: int, data_dir: Path, trace
         passes: list[dict[str, Any]] = []
         started = time.perf_counter()
         trace = trace or settings.trace
-        connections = Connections(settings, tracing=trace != "off")
         progress: PassProgress | PlainProgress = (PassProgress(console) if console.is_terminal
                                                   else PlainProgress(console))
         for plan in AFTERSALES_PLANS:
             admin.post("/admin/amazon/plans/next", plan)
+        growth = PythonGrowth(console) if python_growth else None
         with PeakMemory(exclude=sandbox_pid) as memory, progress:
             from kuroko.registry import load_procedures, select
 
-            runner = Runner(settings, ledger, connections, clock_from_url(settings.clock_url),
-                            procedures=select(load_procedures(), procedures),
-                            listener=progress.listener, trace=trace)
+            chosen = select(load_procedures(), procedures)
             for label, delta in [*TIMELINE, *AFTERSALES_TIMELINE]:
                 if delta:
                     admin.advance(**delta)
                 play_office_staff(ledger, admin, Console(quiet=True))
                 t0 = time.perf_counter()
-                report = runner.run_pass()
-                progress.finish()
-                memory.mark(label)
+                # As `kuroko run` works (kuroko/ops/schedule.py): a browser and connections per pass,
+                # the process and its ledger for the whole day.
+                connections = Connections(settings, tracing=trace != "off")
+                runner = Runner(settings, ledger, connections, clock_from_url(settings.clock_url), procedures=chosen,
+                                listener=both(progress.listener, growth.listener) if growth else progress.listener,
+                                trace=trace)
+                try:
+                    report = runner.run_pass()
+                    progress.finish()
+                    memory.mark(label)
+                finally:
+                    connections.close()
+                if growth:
+                    growth.mark(label)
                 list_reads = report.counters.get("boss_list_reads", 0)
                 passes.append({"pass": label, "orders_run": report.items_run, "boss_list_reads": list_reads,
                                "seconds": round(time.perf_counter() - t0, 2)})
                 console.print(f"  {label}: {report.items_run} orders, BOSS list read {list_reads}×, "
                               f"{passes[-1]['seconds']} s")
-            connections.close()
+        if growth:
+            growth.stop()
         total = time.perf_counter() - started
         known = {o.key: o for o in ledger.items()}
         placed = [o["order_number"] for o in admin.get("/admin/orders")]
@@ -314,6 +383,8 @@ def run_bench(console: Console, *, orders: int, seed: int, data_dir: Path, trace
             "rms_full_logins": rms_logins["full_logins"],
             "rms_login_submissions": rms_logins["submissions"],
         }
+        if growth:
+            result["python_growth"] = growth.passes
         ledger.close()
         if floor_orders:
             from kuroko.ops.floor import run_floor
@@ -467,6 +538,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--trace", default=None, choices=("retain-on-failure", "on", "off"),
                         help="Playwright traces (default: KUROKO_TRACE, off)")
+    parser.add_argument("--tracemalloc", action="store_true",
+                        help="trace the robot's Python allocations: what it holds after each pass, what grew")
     parser.add_argument("--data-dir", type=Path, default=Path("data/bench"))
     parser.add_argument("--out", type=Path, default=RESULTS / "bench.json", help="where the figures are written")
     args = parser.parse_args()
@@ -475,7 +548,8 @@ def main() -> None:
     started = time.perf_counter()
     if args.orders:
         results["day"] = run_bench(console, orders=args.orders, seed=args.seed, data_dir=args.data_dir,
-                                   trace=args.trace, floor_orders=args.floor_orders)
+                                   trace=args.trace, floor_orders=args.floor_orders,
+                                   python_growth=args.tracemalloc)
         print_result(console, results["day"])
         if "floor" in results["day"]:
             print_floor(console, results["day"], results["day"]["floor"])
@@ -496,7 +570,8 @@ def main() -> None:
         print_robots(console, results["robots"])
     if args.full:
         results["full"] = run_bench(console, orders=args.full_orders, seed=args.seed + 1, trace=args.trace,
-                                    data_dir=args.data_dir.with_name(args.data_dir.name + "-full"))
+                                    data_dir=args.data_dir.with_name(args.data_dir.name + "-full"),
+                                    python_growth=args.tracemalloc)
         print_result(console, results["full"])
     print_memory_summary(console, results)
     results["bench_seconds"] = round(time.perf_counter() - started, 1)
