@@ -207,6 +207,12 @@ def wall_now() -> datetime:
     return datetime.now(UTC)
 
 
+def worker_pid(worker_id: str) -> int | None:
+    """The process id in a worker id (``host:pid:nonce``), if it has one."""
+    parts = worker_id.split(":")
+    return int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else None
+
+
 def worker_alive(worker_id: str) -> bool:
     """Worker ids are ``host:pid:nonce``. A worker on another host is assumed alive (its lease
     expires by time); on this host, alive means its process still exists."""
@@ -478,8 +484,8 @@ class Ledger:
         with self.session() as s:
             worker = s.get(Worker, worker_id)
             if worker is None:
-                worker = Worker(id=worker_id, host=parts[0], pid=int(parts[1]) if len(parts) > 1 and
-                                parts[1].isdigit() else 0, started_at=now, heartbeat_at=now)
+                worker = Worker(id=worker_id, host=parts[0], pid=worker_pid(worker_id) or 0, started_at=now,
+                                heartbeat_at=now)
                 s.add(worker)
             worker.heartbeat_at = now
             worker.stopped_at = now if stopped else None
@@ -545,6 +551,16 @@ class Ledger:
             s.add(record)
             s.flush()
             return record
+
+    def steps_by_worker(self) -> dict[str, list[int]]:
+        """Which robot ran which steps: worker id → the item id of each step it ran (steps run before
+        robots were told apart are left out)."""
+        with self.session() as s:
+            found: dict[str, list[int]] = {}
+            for worker, item_id in s.execute(select(StepRecord.worker_id, StepRecord.item_id)
+                                              .where(StepRecord.worker_id.is_not(None)).order_by(StepRecord.id)):
+                found.setdefault(str(worker), []).append(item_id)
+            return found
 
     def steps(self, item_id: int) -> list[StepRecord]:
         with self.session() as s:

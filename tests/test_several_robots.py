@@ -20,7 +20,7 @@ import pytest
 from conftest import ROOT, Sandbox
 from test_crash_safety import RUN_TIMEOUT, Day, Run, kuroko_status, nothing_twice_nothing_lost
 
-from kuroko.ledger import Ledger
+from kuroko.ledger import Ledger, worker_pid
 from kuroko.settings import Settings
 
 ROBOTS = 3
@@ -94,10 +94,8 @@ class Robots(Day):
         ledger = Ledger(self.ledger_url)
         try:
             done = Counter[int]()
-            for item in ledger.items():
-                for step in ledger.steps(item.id):
-                    pid = int(step.worker_id.split(":")[1]) if step.worker_id else -1
-                    done[self.pids.get(pid, 0)] += 1
+            for worker, item_ids in ledger.steps_by_worker().items():
+                done[self.pids.get(worker_pid(worker) or -1, 0)] += len(item_ids)
             return done
         finally:
             ledger.close()

@@ -22,7 +22,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from kuroko.ledger import Ledger, WorkItem
+from kuroko.ledger import Ledger, WorkItem, worker_pid
 from kuroko.settings import Settings
 from sandbox.process import SandboxProcess
 
@@ -477,11 +477,8 @@ def run_robots_on_postgres(console: Console, *, robots: int, orders: int, seed: 
             if failed:
                 raise RuntimeError(f"a robot failed at '{label}'; see {logs}")
         items: dict[int, set[int]] = defaultdict(set)
-        for item in ledger.items():
-            for step in ledger.steps(item.id):
-                if step.worker_id and step.worker_id.count(":") >= 1:
-                    pid = int(step.worker_id.split(":")[1])
-                    items[pids.get(pid, 0)].add(item.id)
+        for worker, item_ids in ledger.steps_by_worker().items():
+            items[pids.get(worker_pid(worker) or 0, 0)].update(item_ids)
         placed = {o["order_number"] for o in admin.get("/admin/orders")}
         known = {o.key: o for o in ledger.items() if o.key in placed}
         problems = side_effects_twice(admin.state(), admin.audit())
