@@ -694,6 +694,12 @@ def close_completed(ctx: StepContext) -> Outcome:
         f"{ctx.facts.get('carrier')} {ctx.facts.get('tracking_number')}, shipped {ctx.facts.get('ship_date')}.\n"
         "Shipment completion confirmed in RMS (完了)."
     )
+    if ctx.settings.hold_tag in ctx.use(HELPDESK).ticket(ctx.ticket_id).tags:
+        # Another item's hand-over (a late parcel, a claim) is on this ticket: solving it would put
+        # that person's note out of sight. The order is done; the person solves the ticket.
+        found = write_note(ctx, "completed", body, status=None)
+        return Done(None, detail=f"completion note; ticket left open: it carries {ctx.settings.hold_tag} (a person's "
+                    "work is on it)", external_ref=ctx.external_ref, found=found)
     found = write_note(ctx, "completed", body, status="solved")
     return Done(None, detail="completion note, ticket solved", external_ref=ctx.external_ref, found=found)
 

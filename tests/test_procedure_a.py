@@ -110,6 +110,28 @@ def test_no_stock_mcf_within_two_days_end_to_end(robot: Robot, sandbox: Sandbox)
     assert all(t["status"] in ("solved", "closed") for t in tickets_of(sandbox, number))
 
 
+def test_the_completion_leaves_a_ticket_a_person_has_work_on_open(robot: Robot, sandbox: Sandbox) -> None:
+    """Another item's hand-over (the after-sales' late parcel, a claim) tagged the order's ticket
+    before RMS showed the order complete: the completion note is written, but the ticket is not
+    solved over that person's note."""
+    from kuroko.settings import get_settings
+    from services.helpdesk import ZendeskHelpdesk
+
+    number = sandbox.place_order([DATA_SIM])["order_number"]
+    sandbox.advance(minutes=31)
+    robot.run_pass()
+    ticket = primary_ticket(sandbox, number)
+    hold_tag = get_settings().hold_tag
+    ZendeskHelpdesk().add_tags(ticket["id"], [hold_tag])
+
+    ship_and_complete(robot, sandbox)
+
+    assert robot.order(number).state == "done" and robot.order(number).path == "mcf"
+    ticket = primary_ticket(sandbox, number)
+    assert sum("Shipment completion confirmed" in n for n in internal_notes(ticket)) == 1
+    assert ticket["status"] != "solved" and hold_tag in ticket["tags"], "the person's ticket stays in sight"
+
+
 def test_no_stock_mcf_slower_than_two_days_mentions_the_japan_office(robot: Robot, sandbox: Sandbox) -> None:
     number = sandbox.place_order([DATA_SIM], remote=True)["order_number"]
     sandbox.advance(minutes=31)
