@@ -24,6 +24,7 @@ hammering a broken site.
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import socket
 import threading
@@ -61,6 +62,13 @@ class BadTransition(BusinessRuleError):
     """A step said to go on to a step it did not declare (a defect in the procedure)."""
 
     code = "bad_transition"
+
+
+COLLECT_GARBAGE_EVERY = 50
+"""Items between two full collections of Python's cyclic garbage in a pass (and one at its start).
+Playwright's objects and each item's step objects form cycles; Python otherwise runs a full
+collection only once the garbage reaches a quarter of everything long-lived — about 20 MiB on a
+300-order day — and the process keeps the high-water mark. A collection takes about 70 ms."""
 
 
 @dataclass
@@ -180,6 +188,7 @@ class Runner:
         return None
 
     def _run_pass(self) -> PassReport:
+        gc.collect()  # what the last pass left (its browser's objects among them)
         now = self.clock.now()
         report = PassReport(started_at=now)
         wall_started = wall_now()
@@ -226,6 +235,8 @@ class Runner:
                 if not self.dry_run:
                     self.ledger.release_lease(item.id, self.worker_id)
             report.items_run += 1
+            if report.items_run % COLLECT_GARBAGE_EVERY == 0:
+                gc.collect()
             report.outcomes[outcome] += 1
             report.actions += [f"{item.key}: {a}" for a in actions]
             self.emit("item_done", index=len(ran), total=max(len(due), len(ran)), item=item.key,

@@ -4,6 +4,7 @@ sandbox itself says — and write the HTML report."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from collections import Counter
@@ -87,9 +88,12 @@ def aftersales_sandbox_counts(admin: SandboxAdmin) -> dict[str, int]:
 
 def robot_counts(ledger: Ledger) -> dict[str, int]:
     """What the robot's own ledger says it did."""
-    actions = Counter(e.action for e in ledger.audit_trail() if e.actor == "robot")
+    trail = [e for e in ledger.audit_trail() if e.actor == "robot"]
+    actions = Counter(e.action for e in trail)
     return {
-        "tickets solved": actions["note_in_stock"] + actions["note_completed"],
+        # A completion note leaves the ticket open when another item's hand-over is on it.
+        "tickets solved": sum(e.action in ("note_in_stock", "note_completed")
+                              and json.loads(e.detail or "{}").get("status") == "solved" for e in trail),
         "MCF orders created": actions["create_mcf_order"],
         "サンクスメール sent": actions["send_thank_you_mail"],
         "発送メール sent": actions["send_shipping_mail"],
