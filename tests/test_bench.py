@@ -38,3 +38,21 @@ def test_the_bench_measures_memory_by_process_the_floor_and_one_against_two_robo
     for run in (one, two):
         assert run["settled"] == run["orders"] == 4 and run["duplicates"] == 0, run
     assert sum(r["items"] for r in two["per_robot"].values()) >= two["orders"]
+
+
+def test_python_growth_names_the_call_site_that_holds_memory_after_a_pass() -> None:
+    """`--tracemalloc`: after a pass, the memory the pass kept is traced back to where it was made."""
+    from rich.console import Console
+
+    from kuroko.ops.bench import PythonGrowth
+
+    growth = PythonGrowth(Console(quiet=True), frames=1, top=3)
+    try:
+        kept = [bytearray(64 * 1024) for _ in range(64)]  # 4 MiB a "pass" holds on to
+        growth.mark("a pass")
+    finally:
+        growth.stop()
+    [after] = growth.passes
+    assert after["traced_mib"] >= 4 and after["pass_peak_mib"] >= after["traced_mib"]
+    assert "test_bench.py" in after["grown_since_start"][0], after["grown_since_start"]
+    assert len(kept) == 64

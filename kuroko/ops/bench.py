@@ -235,9 +235,10 @@ PROCEDURE_A_DAY = ["rakuten_sim_order", "mcf_aftercare", "amazon_claims", "buyer
 
 
 class PythonGrowth:
-    """What the robot's own Python holds after each pass, from tracemalloc (``--tracemalloc``): the
-    traced memory, the pass's high-water mark, and the call sites that grew most since the first pass.
-    tracemalloc slows Python down: its runs say where memory goes, not how fast the robot is."""
+    """What the robot's own Python holds after each intake and each pass, from tracemalloc
+    (``--tracemalloc``): the traced memory, the pass's high-water mark, and the call sites that grew
+    most since the day began. tracemalloc slows Python down: its runs say where memory goes, not how
+    fast the robot is."""
 
     def __init__(self, console: Console, frames: int = 8, top: int = 12) -> None:
         import tracemalloc
@@ -274,7 +275,7 @@ class PythonGrowth:
         tm.reset_peak()
         grown = [self._line(stat) for stat in self._snapshot().compare_to(self.first, "traceback")[:self.top]]
         self.passes.append({"pass": label, "traced_mib": _mib(now // 1024), "pass_peak_mib": _mib(peak // 1024),
-                            "grown_since_first_pass": grown})
+                            "grown_since_start": grown})
         self.console.print(f"    Python (tracemalloc): {_mib(now // 1024)} MiB held, {_mib(peak // 1024)} MiB at the "
                            "pass's peak")
         for line in grown:
