@@ -34,6 +34,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -475,7 +476,7 @@ def test_ledger_lost_as_a_new_empty_postgresql_database_the_robot_rebuilds(
         old.close()
 
 
-def lose_the_ledger_mid_day(day: Day, lose: Any) -> None:
+def lose_the_ledger_mid_day(day: Day, lose: Callable[[], object]) -> None:
     """The morning's run is killed after its 10th side effect (a few orders through BOSS, one
     stopped half-way), then ``lose()`` takes the ledger away; the day goes on from nothing."""
     sandbox = day.sandbox
