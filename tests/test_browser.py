@@ -6,7 +6,10 @@ one per thread."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import Sandbox
@@ -29,17 +32,8 @@ def test_a_page_that_loaded_many_documents_is_replaced_between_items_and_boss_st
         sandbox: Sandbox, settings_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Memory stays flat over a long day: a site's page is swapped for a fresh one (same login)
     between two items once it loaded KUROKO_PAGE_LOADS_PER_PAGE documents."""
-    from kuroko.connections import Connections
-    from kuroko.settings import get_settings, reload_settings
-    from pages.boss.connection import BOSS
-
-    monkeypatch.setenv("KUROKO_PAGE_LOADS_PER_PAGE", "4")
-    reload_settings()
-    number = sandbox.place_order(["SIM-DATA-30D-20GB"])["order_number"]
-    connections = Connections(get_settings())
-    try:
-        boss = connections.use(BOSS)
-        assert number in boss.listing().orders  # signing in and reading the list: four loads or more
+    signed_in = boss_signed_in_with_an_order(sandbox, monkeypatch, "KUROKO_PAGE_LOADS_PER_PAGE")
+    with signed_in as (connections, boss, number):
         first = connections.browser.page("boss")
         connections.begin_item()
         assert first.is_closed(), "the page that loaded four documents was replaced"
@@ -50,8 +44,6 @@ def test_a_page_that_loaded_many_documents_is_replaced_between_items_and_boss_st
         assert fresh is not first
         connections.begin_item()
         assert not fresh.is_closed(), "a page with fewer loads is kept"
-    finally:
-        connections.close()
 
 
 def test_a_browser_that_loaded_many_documents_is_started_afresh_between_items_with_its_logins(
@@ -59,17 +51,8 @@ def test_a_browser_that_loaded_many_documents_is_started_afresh_between_items_wi
     """Over a long pass the driver and Chromium's own processes grow even with fresh pages: after
     KUROKO_PAGE_LOADS_PER_BROWSER documents the browser and its driver are started again between two
     items, and the sites come back signed in from their saved logins."""
-    from kuroko.connections import Connections
-    from kuroko.settings import get_settings, reload_settings
-    from pages.boss.connection import BOSS
-
-    monkeypatch.setenv("KUROKO_PAGE_LOADS_PER_BROWSER", "4")
-    reload_settings()
-    number = sandbox.place_order(["SIM-DATA-30D-20GB"])["order_number"]
-    connections = Connections(get_settings())
-    try:
-        boss = connections.use(BOSS)
-        assert number in boss.listing().orders
+    signed_in = boss_signed_in_with_an_order(sandbox, monkeypatch, "KUROKO_PAGE_LOADS_PER_BROWSER")
+    with signed_in as (connections, boss, number):
         worn = connections.browser._browser
         assert worn is not None and worn.is_connected()
         connections.begin_item()
@@ -82,5 +65,24 @@ def test_a_browser_that_loaded_many_documents_is_started_afresh_between_items_wi
         assert fresh is not None and fresh is not worn and fresh.is_connected()
         connections.begin_item()
         assert fresh.is_connected(), "a browser that loaded fewer documents since its start is kept"
+
+
+@contextlib.contextmanager
+def boss_signed_in_with_an_order(sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch,
+                                 limit: str) -> Iterator[tuple[Any, Any, str]]:
+    """Connections whose ``limit`` setting is 4 page loads, BOSS signed in and its list read (four
+    loads or more) with a new order on it: (connections, BOSS, the order number)."""
+    from kuroko.connections import Connections
+    from kuroko.settings import get_settings, reload_settings
+    from pages.boss.connection import BOSS
+
+    monkeypatch.setenv(limit, "4")
+    reload_settings()
+    number = sandbox.place_order(["SIM-DATA-30D-20GB"])["order_number"]
+    connections = Connections(get_settings())
+    try:
+        boss = connections.use(BOSS)
+        assert number in boss.listing().orders
+        yield connections, boss, number
     finally:
         connections.close()
