@@ -367,6 +367,12 @@ class Ledger:
                 query = query.where(WorkItem.procedure.in_(procedures))
             return list(s.scalars(query))
 
+    def is_due(self, item_id: int, now: datetime) -> bool:
+        """Whether the item is active and due at ``now`` (after a run: to be tried again this pass)."""
+        with self.session() as s:
+            return s.scalar(select(WorkItem.id).where(WorkItem.id == item_id, WorkItem.state == ItemState.ACTIVE.value,
+                                                      WorkItem.next_due_at <= now)) is not None
+
     def update_item(self, item_id: int, now: datetime, **values: Any) -> WorkItem:
         with self.session() as s:
             item = s.get(WorkItem, item_id)
@@ -440,7 +446,8 @@ class Ledger:
         statement atomic and the lease condition is the guard. A lease whose holder is alive is
         never taken; one whose holder is dead is (at once for a dead process on this machine, after
         the lease and the heartbeat ran out for a robot elsewhere). ``skip``: ids this robot
-        already ran in this pass."""
+        already ran in this pass and that are still due (keep it short: each length is a new
+        statement, cached per connection by the database driver)."""
         with self.session() as s:
             candidate = (
                 select(WorkItem.id)

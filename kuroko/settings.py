@@ -82,11 +82,12 @@ class Settings(KurokoSettings):
     """A site's page is replaced by a fresh one (same context: same login) between two work items once
     it has loaded this many documents: Playwright keeps every request of a page's life on both sides
     of its driver until the page closes, which grew the robot by about 13 KiB per page load."""
-    page_loads_per_browser: int = 2000
+    page_loads_per_browser: int = 500
     """Between two work items, once the browser has loaded this many documents, it is closed and
     started afresh with its driver (the sites' contexts come back from their saved logins): over a
     long pass Playwright's driver and Chromium's browser and utility processes keep growing even
-    with fresh pages. A scheduled pass (`kuroko run`) starts its own browser anyway."""
+    with fresh pages. 500 is about a 40-order pass; a restart costs 1–2 s and no RMS login. A
+    scheduled pass (`kuroko run`) starts its own browser anyway."""
     trace: Literal["off", "retain-on-failure", "on"] = "off"
     """Playwright traces: none (a failed step keeps its screenshot, the page's HTML and the pages the
     item loaded — what a person needs, at no cost to the steps that succeed), kept for a failed step

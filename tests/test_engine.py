@@ -116,6 +116,33 @@ def make(tmp_path: Path, world: World, ledger_url: str) -> Iterator[Callable[...
 
 
 # --- outcomes -------------------------------------------------------------------------------------
+def test_an_item_still_due_after_its_run_waits_for_the_next_pass(make: Callable[..., Desk_]) -> None:
+    """A step may say "not yet" with the pass's own time (e.g. a wait of zero): the pass runs every
+    other item once and ends, instead of taking that item again and again."""
+    procedure = Procedure("toy", title="Toy", item_label="toy item", desk=DESK)
+    runs: list[str] = []
+
+    @procedure.intake
+    def take_in(ctx: IntakeContext) -> None:
+        for key in ("a1", "again1", "a2", "a3"):
+            ctx.take_in(key)
+
+    @procedure.step(first=True, final=True, needs_person="Do it by hand.")
+    def work(ctx: StepContext) -> Outcome:
+        runs.append(ctx.key)
+        if ctx.key.startswith("again"):
+            return NotYet(ctx.now, "asks again at once")
+        return Done(None, detail="worked")
+
+    procedure.validate()
+    engine = make(procedure)
+    report = engine.runner.run_pass()
+    assert sorted(runs) == ["a1", "a2", "a3", "again1"] and report.items_run == 4
+    assert engine.item("again1").state == "active"
+    engine.runner.run_pass()
+    assert sorted(runs) == ["a1", "a2", "a3", "again1", "again1"], "the next pass takes it again, once"
+
+
 def test_done_runs_the_steps_to_the_end_with_one_audited_side_effect(make: Callable[..., Desk_],
                                                                       world: World) -> None:
     engine = make()
