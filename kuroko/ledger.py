@@ -203,6 +203,11 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _due_at(now: datetime) -> Any:
+    """An active item whose time has come: what a pass runs."""
+    return and_(WorkItem.state == ItemState.ACTIVE.value, WorkItem.next_due_at <= now)
+
+
 def wall_now() -> datetime:
     return datetime.now(UTC)
 
@@ -360,7 +365,7 @@ class Ledger:
         with self.session() as s:
             query = (
                 select(WorkItem)
-                .where(WorkItem.state == ItemState.ACTIVE.value, WorkItem.next_due_at <= now)
+                .where(_due_at(now))
                 .order_by(WorkItem.next_due_at, WorkItem.id)
             )
             if procedures is not None:
@@ -370,8 +375,7 @@ class Ledger:
     def is_due(self, item_id: int, now: datetime) -> bool:
         """Whether the item is active and due at ``now`` (after a run: to be tried again this pass)."""
         with self.session() as s:
-            return s.scalar(select(WorkItem.id).where(WorkItem.id == item_id, WorkItem.state == ItemState.ACTIVE.value,
-                                                      WorkItem.next_due_at <= now)) is not None
+            return s.scalar(select(WorkItem.id).where(WorkItem.id == item_id, _due_at(now))) is not None
 
     def update_item(self, item_id: int, now: datetime, **values: Any) -> WorkItem:
         with self.session() as s:
@@ -451,8 +455,7 @@ class Ledger:
         with self.session() as s:
             candidate = (
                 select(WorkItem.id)
-                .where(WorkItem.state == ItemState.ACTIVE.value, WorkItem.next_due_at <= now,
-                       WorkItem.procedure.in_(procedures),
+                .where(_due_at(now), WorkItem.procedure.in_(procedures),
                        self._free(None, self._dead_holders(s), heartbeat_timeout))
                 .order_by(WorkItem.next_due_at, WorkItem.id)
                 .limit(1)

@@ -181,12 +181,11 @@ class Runner:
     # --- a pass ----------------------------------------------------------------------------
     def run_pass(self) -> PassReport:
         """One pass, with this robot's heartbeat renewed in the background while it runs."""
-        if self.dry_run:
-            with garbage_collected_after_each_item():
+        with garbage_collected_after_each_item():
+            if self.dry_run:
                 return self._run_pass()
-        with Heartbeat(self.ledger, self.worker_id, self.settings.heartbeat_seconds), \
-                garbage_collected_after_each_item():
-            return self._run_pass()
+            with Heartbeat(self.ledger, self.worker_id, self.settings.heartbeat_seconds):
+                return self._run_pass()
 
     def _next_item(self, now: datetime, names: list[str], ran: list[int], again: list[int]) -> WorkItem | None:
         """Claim the next due item (one statement; see ``Ledger.claim_next``) other than ``again``,
